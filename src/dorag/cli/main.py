@@ -1,0 +1,91 @@
+"""`dorag`: one entry point, one subcommand per stage. Errors print one line; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Optional
+
+import typer
+
+from dorag.core.errors import DoragError
+
+app = typer.Typer(
+    name="dorag",
+    help="Adapt code language models (LoRA, DoRA, QLoRA, RAG) and measure what each adaptation buys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from dorag.cli import benchmarks_cmd, generate_cmd, models_cmd, quickstart_cmd
+
+    app.add_typer(models_cmd.app, name="models")
+    app.add_typer(benchmarks_cmd.app, name="benchmarks")
+    app.command("generate", context_settings={"allow_extra_args": False})(generate_cmd.generate)
+    app.command("quickstart")(quickstart_cmd.quickstart)
+
+
+_register()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console entry point; returns the exit code (0 ok, 1 error, 2 usage error, 130 interrupted)."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    verbose = "-v" in args or "--verbose" in args
+    args = [a for a in args if a not in ("-v", "--verbose")]
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="dorag", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except DoragError as exc:
+        if debug:
+            traceback.print_exc()
+        msg = str(exc)
+        print(f"error: {msg}" if "\n" not in msg else f"error: {msg}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            print(f"error: {type(exc).__name__}: {first} (re-run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

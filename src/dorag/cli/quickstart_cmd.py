@@ -1,0 +1,15 @@
+"""`dorag quickstart`: the whole main job on the embedded default."""
+
+from __future__ import annotations
+
+import typer
+
+
+def quickstart(
+    full: bool = typer.Option(False, "--full", help="full benchmarks and longer training"),
+    out: str = typer.Option("runs/quickstart", help="where runs and the report go"),
+) -> None:
+    """Provision the default model, generate HumanEval samples and score them."""
+    from dorag.cli.quickstart_impl import run_quickstart
+
+    run_quickstart(full=full, out=out)

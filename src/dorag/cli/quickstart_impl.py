@@ -1,0 +1,1 @@
+"""The quickstart pipeline (grows with each stage dorag gains)."""

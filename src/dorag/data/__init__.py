@@ -1,0 +1,1 @@
+"""Datasets, corpora, AST extraction, prompt construction and completion post-processing."""

@@ -1,0 +1,64 @@
+"""Benchmark prompts for instruct (chat template) and base (raw completion) models.
+
+Prompt format dominates code-benchmark scores. For instruct models we follow EvalPlus: ask for a
+self-contained solution in a markdown block and pre-fill the assistant's answer with an opened
+```python fence, so the model writes code at once and the closing fence is a reliable stop. Base models
+continue the raw HumanEval prompt and stop at the next top-level statement (Codex paper, sec. 2.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dorag.core.config import option
+from dorag.core.types import Prompt
+
+INSTRUCTION = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
+RESPONSE_PREFIX = (
+    "Below is a Python script with a self-contained function that solves the problem and passes "
+    "corresponding tests:\n```python\n"
+)
+CHAT_STOPS: tuple[str, ...] = ("\n```",)
+# Codex paper sec. 2.1 stop sequences for raw function-body completion.
+COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+
+
+@dataclass
+class PromptConfig:
+    """How benchmark problems become model prompts."""
+
+    style: Literal["auto", "chat", "completion"] = option(
+        "auto", "chat uses the model's chat template; completion continues the raw prompt; auto picks by model"
+    )
+    system: str | None = option(None, "system message for chat prompts (default: the template's own)")
+    instruction: str = option(INSTRUCTION, "text before the problem in chat prompts")
+    response_prefix: str = option(RESPONSE_PREFIX, "assistant pre-fill; must end with an opened ``` fence")
+
+
+def resolve_style(cfg: PromptConfig, has_chat_template: bool) -> Literal["chat", "completion"]:
+    if cfg.style == "auto":
+        return "chat" if has_chat_template else "completion"
+    return cfg.style
+
+
+def build_prompt(problem: dict[str, Any], cfg: PromptConfig, style: Literal["chat", "completion"],
+                 context: str | None = None) -> Prompt:
+    """The prompt for one HumanEval-format problem; `context` (retrieved code) goes before the task."""
+    if style == "completion":
+        text = problem["prompt"]
+        if context:
+            text = "".join(f"# {line}\n" for line in context.splitlines()) + "\n" + text
+        return Prompt(text=text)
+    body = f"{cfg.instruction}\n```python\n{problem['prompt'].strip()}\n```\n"
+    if context:
+        body = f"Relevant code and documentation:\n{context}\n\n{body}"
+    messages: list[tuple[str, str]] = []
+    if cfg.system:
+        messages.append(("system", cfg.system))
+    messages.append(("user", body))
+    return Prompt(messages=tuple(messages), response_prefix=cfg.response_prefix)
+
+
+def stops_for(style: Literal["chat", "completion"]) -> tuple[str, ...]:
+    return CHAT_STOPS if style == "chat" else COMPLETION_STOPS

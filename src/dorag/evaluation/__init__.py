@@ -1,0 +1,1 @@
+"""Benchmarks, sandboxed execution and metrics. Imports no torch, transformers or faiss."""

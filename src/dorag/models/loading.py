@@ -1,0 +1,129 @@
+"""Build a Generator from a ModelConfig: a registered name, a local path or hub id, or an HTTP endpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from dorag.core.config import option
+from dorag.core.errors import ModelError
+from dorag.core.require import require
+from dorag.models import registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelConfig:
+    """Which model generates, and where."""
+
+    name: str = option(registry.DEFAULT_MODEL, "registered name (dorag models list), local path, or hub id")
+    backend: Literal["transformers", "openai"] = option("transformers", "local transformers, or an OpenAI-compatible server")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "auto: float32 on CPU, bfloat16 on GPU")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    cache_dir: str | None = option(None, "where pulled models live (default ~/.cache/dorag)")
+    base_url: str | None = option(None, "openai backend: server URL, e.g. http://localhost:8000/v1")
+    api_key: str | None = option(None, "openai backend: API key (else the OPENAI_API_KEY variable, read by the CLI)")
+    served_name: str | None = option(None, "openai backend: model name the server knows (default: name)")
+    timeout_s: float = option(600.0, "openai backend: per-request timeout")
+    concurrency: int = option(8, "openai backend: requests in flight at once")
+
+    def check(self) -> list[str]:
+        if self.backend == "openai" and not self.base_url:
+            return ["model.base_url: required when model.backend=openai"]
+        return []
+
+
+def _torch_dtype(torch: Any, dtype: str, device: str) -> Any:
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One quick TCP connect to the Hub endpoint, instead of transformers' minute of retries offline."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except ImportError:
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_on_hub(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ImportError:
+        return False
+
+
+def load_transformers(cfg: ModelConfig, progress: Callable[[str], None] = lambda m: None) -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode. Registered names are pulled first if needed."""
+    torch = require("torch", extra="models")
+    transformers = require("transformers", extra="models")
+    location, gguf_file = registry.resolve(cfg.name, cfg.cache_dir, progress=progress)
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    if location == cfg.name and not Path(location).exists():  # a hub id
+        extra["local_files_only"] = _cached_on_hub(location) or not hub_reachable()
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(location, **extra)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            location, dtype=_torch_dtype(torch, cfg.dtype, device), **extra
+        )
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if location != cfg.name:
+            where = location
+        elif extra.get("local_files_only") and not hub_reachable():
+            where = "the Hugging Face Hub, which is unreachable (offline?), nor the local HF cache"
+        else:
+            where = "the Hugging Face Hub"
+        raise ModelError(
+            f"could not load model {cfg.name!r} from {where}: {first}; "
+            "use a registered model (dorag models list) or a local checkpoint path"
+        ) from exc
+    model.to(device).eval()
+    tok.padding_side = "left"
+    return model, tok
+
+
+def load_generator(cfg: ModelConfig, progress: Callable[[str], None] = lambda m: None) -> Any:
+    """A Generator for `cfg`: TransformersGenerator or OpenAIGenerator."""
+    if cfg.backend == "openai":
+        from dorag.models.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(
+            base_url=cfg.base_url or "", model=cfg.served_name or cfg.name, api_key=cfg.api_key,
+            timeout_s=cfg.timeout_s, concurrency=cfg.concurrency,
+        )
+    from dorag.models.hf import TransformersGenerator
+
+    model, tok = load_transformers(cfg, progress)
+    return TransformersGenerator(model, tok, name=cfg.name)
+
+
+def check_model_name(cfg: ModelConfig) -> None:
+    """Fail fast (before any output is written) on a model that cannot exist."""
+    if cfg.backend == "transformers":
+        try:
+            registry.resolve(cfg.name, cfg.cache_dir, auto_pull=False)
+        except ModelError as exc:
+            if "is not pulled" not in str(exc):
+                raise
