@@ -14,10 +14,18 @@ def evaluate(
     overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. sandbox.memory_mb=4096"),
     benchmark: Optional[str] = typer.Option(None, help="registered benchmark (default humaneval)"),
     problems: Optional[str] = typer.Option(None, help="HumanEval-format problems JSONL instead of a benchmark"),
+    benchmark_path: Optional[str] = typer.Option(None, help="local official file for MBPP / DS-1000"),
+    limit: Optional[int] = typer.Option(None, help="only the first N problems (match `generate --limit`)"),
     k: Optional[str] = typer.Option(None, "--k", help="comma-separated k values, e.g. 1,10,100"),
     workers: Optional[int] = typer.Option(None, help="parallel sandbox workers (0 = one per core)"),
     timeout_s: Optional[float] = typer.Option(None, "--timeout-s", help="per-program wall-clock limit"),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML with evaluate settings"),
+    text_metrics: Optional[str] = typer.Option(
+        None, help="also score text against each problem's `reference` (else canonical_solution): bleu,codebleu,exact_match"),
+    judge: bool = typer.Option(False, "--judge", help="LLM-as-judge 1-5 score (needs --judge-url)"),
+    judge_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for the judge"),
+    judge_model: Optional[str] = typer.Option(None, help="model name at the judge endpoint"),
+    no_exec: bool = typer.Option(False, "--no-exec", help="skip execution (text metrics or judge only)"),
 ) -> None:
     """Run each sample against its tests; write <samples>_results.jsonl and <samples>_summary.json."""
     from pathlib import Path
@@ -32,25 +40,71 @@ def evaluate(
                        overrides or [])
     if not Path(samples).is_file():
         raise DataError(f"{samples}: samples file not found")
-    probs = load_problems(benchmark or (None if problems else "humaneval"), problems)
+    probs = load_problems(benchmark or (None if problems else "humaneval"), problems, limit, benchmark_path)
     rows = load_samples(samples, probs)
     results_path, summary_path = results_paths(samples)
-    with progress_bar("evaluate", total=len(rows), unit="sample") as update:
-        results = evaluate_samples(rows, probs, results_path, Sandbox(cfg.sandbox), progress=update)
-    summary = summarize(results, probs, cfg.ks, n_boot=cfg.bootstrap, seed=cfg.seed)
+    summary: dict = {}
+    if not no_exec:
+        with progress_bar("evaluate", total=len(rows), unit="sample") as update:
+            results = evaluate_samples(rows, probs, results_path, Sandbox(cfg.sandbox), progress=update)
+        summary = summarize(results, probs, cfg.ks, n_boot=cfg.bootstrap, seed=cfg.seed)
+    if text_metrics:
+        summary["text_metrics"] = _text_metrics(rows, probs, [m.strip() for m in text_metrics.split(",") if m.strip()])
+    if judge:
+        summary["judge"] = _judge(rows, probs, judge_url, judge_model)
     write_json(summary_path, summary)
     print(format_summary(summary))
-    if summary["missing_tasks"]:
+    if summary.get("missing_tasks"):
         echo(f"{len(summary['missing_tasks'])} task(s) had no sample and count as failed: "
              + ", ".join(summary["missing_tasks"][:10]) + (" ..." if len(summary["missing_tasks"]) > 10 else ""))
     echo(f"results: {results_path}\nsummary: {summary_path}")
 
 
+def _text_metrics(rows: list, probs: list, metrics: list[str]) -> dict:
+    """First sample per task against the problem's reference text."""
+    from dorag.evaluation.text_metrics import score_text
+
+    refs = {p["task_id"]: p.get("reference", p.get("canonical_solution", "")) for p in probs}
+    first = {}
+    for r in rows:
+        first.setdefault(r["task_id"], r["completion"])
+    tasks = sorted(first)
+    return score_text([first[t] for t in tasks], [refs[t] for t in tasks], metrics)
+
+
+def _judge(rows: list, probs: list, url: Optional[str], model: Optional[str]) -> dict:
+    if not url:
+        echo("LLM-as-judge skipped: no endpoint configured (pass --judge-url and --judge-model)")
+        return {"skipped": "no endpoint configured"}
+    import os
+
+    from dorag.evaluation.judge import judge as run_judge, mean_score
+    from dorag.models.openai_backend import OpenAIGenerator
+
+    client = OpenAIGenerator(url, model or "default", api_key=os.environ.get("OPENAI_API_KEY"))
+    prompts = {p["task_id"]: p["prompt"] for p in probs}
+    first = {}
+    for r in rows:
+        first.setdefault(r["task_id"], r["completion"])
+    tasks = sorted(first)
+    verdicts = run_judge([prompts[t] for t in tasks], [first[t] for t in tasks], client.chat)
+    return {"mean_score": mean_score(verdicts), "n": len(verdicts),
+            "unparsed": sum(v.score is None for v in verdicts)}
+
+
 def format_summary(summary: dict) -> str:
-    lines = [f"{'metric':10} {'value':>8}  95% CI", "-" * 36]
+    lines = [f"{'metric':16} {'value':>8}  95% CI", "-" * 42]
     for key, val in summary.items():
         if key.startswith("pass@"):
-            lines.append(f"{key:10} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
-    counts = ", ".join(f"{s}={n}" for s, n in sorted(summary["status_counts"].items()))
-    lines.append(f"tasks={summary['n_tasks']} samples={summary['n_samples']} {counts}")
+            lines.append(f"{key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
+    for lib, vals in summary.get("by_library", {}).items():
+        for key, val in vals.items():
+            lines.append(f"{lib + ' ' + key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
+    for key, val in summary.get("text_metrics", {}).items():
+        lines.append(f"{key:16} {val:8.4f}")
+    if summary.get("judge", {}).get("mean_score") is not None:
+        lines.append(f"{'judge (1-5)':16} {summary['judge']['mean_score']:8.4f}")
+    if "status_counts" in summary:
+        counts = ", ".join(f"{s}={n}" for s, n in sorted(summary["status_counts"].items()))
+        lines.append(f"tasks={summary['n_tasks']} samples={summary['n_samples']} {counts}")
     return "\n".join(lines)

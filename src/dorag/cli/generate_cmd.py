@@ -14,6 +14,7 @@ def generate(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file"),
     benchmark: Optional[str] = typer.Option(None, help="registered benchmark (default humaneval)"),
     problems: Optional[str] = typer.Option(None, help="HumanEval-format JSONL instead of a benchmark"),
+    benchmark_path: Optional[str] = typer.Option(None, help="local official file for MBPP / DS-1000"),
     model: Optional[str] = typer.Option(None, help="registered name, local path or hub id"),
     n: Optional[int] = typer.Option(None, "--n", help="samples per task"),
     temperature: Optional[float] = typer.Option(None, help="0 = greedy"),
@@ -30,12 +31,12 @@ def generate(
     from dorag.core.config import dump_yaml
     from dorag.core.runs import RunDir
     from dorag.core.seed import seed_everything
-    from dorag.experiments.generate import GenerateConfig, run_generate, validate_inputs
+    from dorag.experiments.generate import GenerateConfig, pending, run_generate, validate_inputs
     from dorag.models.loading import load_generator
 
     flags = {
         **env_defaults(),
-        "benchmark": benchmark, "problems": problems, "limit": limit, "out": out, "run_dir": run_dir,
+        "benchmark": benchmark, "benchmark_path": benchmark_path, "problems": problems, "limit": limit, "out": out, "run_dir": run_dir,
         "seed": seed, "model.name": model, "generation.n": n, "generation.temperature": temperature,
         "generation.top_p": top_p, "generation.max_new_tokens": max_new_tokens,
         "generation.batch_size": batch_size,
@@ -46,7 +47,7 @@ def generate(
         return
     probs = validate_inputs(cfg)  # bad input fails here, before a model loads or a file is written
     seed_everything(cfg.seed)
-    gen = load_generator(cfg.model, progress=echo)
+    gen = load_generator(cfg.model, progress=echo) if pending(cfg, probs) else None  # nothing to do: no model load
     run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
     with progress_bar("generate", total=len(probs), unit="task") as update:
         result = run_generate(cfg, gen, probs, on_progress=update)

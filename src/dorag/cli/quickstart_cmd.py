@@ -9,7 +9,7 @@ def quickstart(
     full: bool = typer.Option(False, "--full", help="full benchmarks and longer training"),
     out: str = typer.Option("runs/quickstart", help="where runs and the report go"),
 ) -> None:
-    """Provision the default model, generate HumanEval samples and score them."""
+    """The main job on the embedded default model, offline: provision, generate, score, report."""
     from dorag.cli.quickstart_impl import run_quickstart
 
     run_quickstart(full=full, out=out)

@@ -77,16 +77,19 @@ def defines(code: str, entry_point: str) -> bool:
     return re.search(rf"^(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
 
 
-def to_completion(answer: str, entry_point: str, style: str) -> str:
+def to_completion(answer: str, entry_point: str, style: str, kind: str = "function") -> str:
     """The `completion` field for a HumanEval-format samples file.
 
     Chat answers that define `entry_point` become a full program; the harness runs prompt + completion,
     so the new definition replaces the prompt's stub (which is a valid docstring-only function). Answers
-    without the definition are treated as a function body, like raw completions.
+    without the definition are treated as a function body, like raw completions. For `kind="snippet"`
+    benchmarks (DS-1000) the code block is taken as it is, since bare statements are the answer.
     """
     if style == "completion":
         return answer
     code = extract_code(answer, entry_point)
+    if kind == "snippet":
+        return code
     clean = sanitize(code)
     if defines(clean, entry_point):
         return "\n" + clean

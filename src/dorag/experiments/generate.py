@@ -31,6 +31,7 @@ class GenerateConfig:
     """One generation run: which problems, which model, how to decode, where to write."""
 
     benchmark: str | None = option("humaneval", "registered benchmark (dorag benchmarks list)")
+    benchmark_path: str | None = option(None, "local copy of the benchmark's official file (MBPP, DS-1000)")
     problems: str | None = option(None, "a HumanEval-format JSONL; overrides benchmark")
     limit: int | None = option(None, "only the first N problems")
     out: str | None = option(None, "samples JSONL (default: <run_dir>/samples.jsonl)")
@@ -89,7 +90,7 @@ def completed_tasks(path: Path, n: int) -> set[str]:
 
 def run_generate(
     cfg: GenerateConfig,
-    generator: Generator,
+    generator: Generator | None,
     problems: list[Problem] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     chunk_size: int | None = None,
@@ -97,21 +98,25 @@ def run_generate(
     """Generate `cfg.generation.n` samples per problem not yet in the output file.
 
     Args:
-        generator: the model, already loaded (see ``models.loading.load_generator``).
+        generator: the model, already loaded (see ``models.loading.load_generator``); may be None when
+            every task is already done.
         problems: pre-loaded problems; default loads them from `cfg`.
         on_progress: called with (problems done, problems total) after each chunk.
         chunk_size: problems per write (default: the batch size), the unit of resume.
     """
     if problems is None:
-        problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit)
+        problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path)
     out = cfg.resolved_out()
     params = cfg.generation
     done = completed_tasks(out, params.n)
     todo = [p for p in problems if p["task_id"] not in done]
+    if todo and generator is None:
+        raise ValueError("run_generate needs a generator: some tasks have no samples yet")
     tokenizer = getattr(generator, "tokenizer", None)
     has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else True
     style = resolve_style(cfg.prompt, has_template)
-    stops = tuple(dict.fromkeys((*stops_for(style), *params.stop)))
+    problem_stops = [s for p in todo for s in p.get("stop", ())]  # e.g. DS-1000's </code>
+    stops = tuple(dict.fromkeys((*stops_for(style), *params.stop, *problem_stops)))
     run_params = GenerationParams(**{**params.__dict__, "stop": stops})
     chunk = chunk_size or max(params.batch_size, 1)
     t0 = time.perf_counter()
@@ -129,7 +134,8 @@ def run_generate(
                     answer = prompt.response_prefix + c.text
                     records.append({
                         "task_id": prob["task_id"],
-                        "completion": to_completion(answer, prob["entry_point"], style),
+                        "completion": to_completion(answer, prob["entry_point"], style,
+                                                    prob.get("completion_kind", "function")),
                         "sample_idx": k,
                         "raw": c.text,
                         "n_tokens": c.n_tokens,
@@ -145,11 +151,17 @@ def run_generate(
                           time.perf_counter() - t0)
 
 
+def pending(cfg: GenerateConfig, problems: list[Problem]) -> list[Problem]:
+    """Problems that still need samples (so a finished run need not load the model at all)."""
+    done = completed_tasks(cfg.resolved_out(), cfg.generation.n)
+    return [p for p in problems if p["task_id"] not in done]
+
+
 def validate_inputs(cfg: GenerateConfig) -> list[Problem]:
     """Everything that can be checked before a model is loaded or a file written."""
     from dorag.models.loading import check_model_name
 
-    problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit)
+    problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path)
     check_model_name(cfg.model)
     out = cfg.resolved_out()
     if out.exists() and out.is_dir():

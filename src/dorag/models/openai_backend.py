@@ -72,6 +72,12 @@ class OpenAIGenerator:
             out.append(Completion(text=text, n_tokens=per, finish_reason=finish, latency_s=latency))
         return out
 
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, temperature: float = 0.0) -> str:
+        """One plain chat completion (used by the LLM judge)."""
+        data = self._post("/chat/completions", {"model": self.model, "messages": messages,
+                                                "max_tokens": max_tokens, "temperature": temperature})
+        return data["choices"][0]["message"].get("content") or ""
+
     def generate(
         self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None
     ) -> list[list[Completion]]:
