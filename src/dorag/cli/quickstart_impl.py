@@ -8,7 +8,7 @@ from pathlib import Path
 from dorag.cli.common import echo, progress_bar
 
 
-def run_quickstart(full: bool, out: str) -> None:
+def run_quickstart(full: bool, out: str, model: str = "qwen2.5-coder-0.5b-instruct", limit: int | None = None) -> None:
     """Provision the default model, generate HumanEval samples, score them in the sandbox, report."""
     from dorag.core.config import from_dict
     from dorag.core.io import write_json
@@ -22,8 +22,9 @@ def run_quickstart(full: bool, out: str) -> None:
     from dorag.models.loading import load_generator
 
     root = Path(out)
-    limit = None if full else 20
-    cfg = from_dict(GenerateConfig, {"benchmark": "humaneval", "limit": limit,
+    if limit is None and not full:
+        limit = 20
+    cfg = from_dict(GenerateConfig, {"benchmark": "humaneval", "limit": limit, "model": {"name": model},
                                      "run_dir": str(root / "humaneval-baseline"), "generation": {"max_new_tokens": 512}})
     run = RunDir.start(root, cfg, stage="quickstart", seed=cfg.seed)
     seed_everything(cfg.seed)
@@ -31,7 +32,10 @@ def run_quickstart(full: bool, out: str) -> None:
 
     t0 = time.perf_counter()
     echo(f"[1/3] model: {cfg.model.name}")
-    path = registry.pull(cfg.model.name, cfg.model.cache_dir, progress=echo)
+    if cfg.model.name.lower() in registry.MODELS:
+        path = registry.pull(cfg.model.name, cfg.model.cache_dir, progress=echo)
+    else:
+        path = registry.resolve(cfg.model.name, cfg.model.cache_dir)[0]
     times["pull_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ class Completion:
     text: str  # the generated text after the prompt (and after response_prefix), cut before any stop
     n_tokens: int  # tokens generated, up to and including the stop or EOS
     finish_reason: Literal["stop", "eos", "length"] = "length"
-    latency_s: float = 0.0  # wall time of the call that produced it (a batch, for batched backends)
+    latency_s: float = 0.0  # wall time from the start of the call (or batch) to this sample's last token
     meta: dict = field(default_factory=dict)
 
 

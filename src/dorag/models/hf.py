@@ -68,13 +68,9 @@ class TransformersGenerator:
         n_seq = 1 if params.greedy else params.n
         for start in range(0, len(order), params.batch_size):
             idx = order[start : start + params.batch_size]
-            t0 = time.perf_counter()
             batch = self._decode_batch([enc[i] for i in idx], params, n_seq, seed=params.seed + start)
-            latency = time.perf_counter() - t0
             for j, i in enumerate(idx):
                 comps = batch[j * n_seq : (j + 1) * n_seq]
-                for c in comps:
-                    c.latency_s = latency
                 if params.greedy and params.n > 1:  # greedy samples are identical; decode once
                     comps = [Completion(c.text, c.n_tokens, c.finish_reason, c.latency_s) for c in comps * params.n]
                 results[i] = comps
@@ -106,6 +102,8 @@ class TransformersGenerator:
             rng = torch.Generator(device=dev)
             rng.manual_seed(seed)
         cache = transformers.DynamicCache(config=model.config)
+        t_start = time.perf_counter()
+        done_at: list[float] = [0.0] * len(rows)  # per-row latency: batch start to the row's last token
         generated: list[list[int]] = [[] for _ in rows]
         finish: list[str] = ["length"] * len(rows)
         live = list(range(len(rows)))  # original row index of each batch row
@@ -126,6 +124,8 @@ class TransformersGenerator:
                         finish[r] = "stop"
                     else:
                         keep.append(j)
+                        continue
+                    done_at[r] = time.perf_counter() - t_start
                 if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
                     break
                 if len(keep) < len(live):
@@ -137,11 +137,13 @@ class TransformersGenerator:
                 pos = pos + 1
                 out = model(input_ids=nxt[:, None], attention_mask=attention, position_ids=pos[:, None],
                             past_key_values=cache, use_cache=True)
+        end = time.perf_counter() - t_start
         comps = []
         for r, toks in enumerate(generated):
             body = toks[:-1] if finish[r] == "eos" else toks
             text, stopped = cut_at_stop(tok.decode(body, skip_special_tokens=True), stops)
-            comps.append(Completion(text=text, n_tokens=len(toks), finish_reason="stop" if stopped else finish[r]))
+            comps.append(Completion(text=text, n_tokens=len(toks), finish_reason="stop" if stopped else finish[r],
+                                    latency_s=done_at[r] or end))
         return comps
 
     @staticmethod
