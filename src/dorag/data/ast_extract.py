@@ -85,7 +85,7 @@ def _dedent(block: list[str]) -> str:
 
 def _signature(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     body_start = node.body[0].lineno - 1
-    header = lines[node.lineno - 1 : body_start]
+    header = lines[node.lineno - 1 : max(body_start, node.lineno)]
     text = _dedent(header).rstrip()
     # A one-line function (`def f(): return 1`) has its body on the header line; keep only up to the colon.
     if not text.endswith(":"):
@@ -93,7 +93,7 @@ def _signature(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -
         for i, ch in enumerate(text):
             depth += ch in "([{"
             depth -= ch in ")]}"
-            if ch == ":" and depth == 0 and text[:i].lstrip().startswith(("def", "async")):
+            if ch == ":" and depth == 0 and text[:i].lstrip().startswith(("def", "async")) and "->" not in text[i:i + 2]:
                 return text[: i + 1]
     return text
 
