@@ -16,6 +16,7 @@ def generate(
     problems: Optional[str] = typer.Option(None, help="HumanEval-format JSONL instead of a benchmark"),
     benchmark_path: Optional[str] = typer.Option(None, help="local official file for MBPP / DS-1000"),
     model: Optional[str] = typer.Option(None, help="registered name, local path or hub id"),
+    adapter: Optional[str] = typer.Option(None, help="PEFT adapter directory to generate with"),
     n: Optional[int] = typer.Option(None, "--n", help="samples per task"),
     temperature: Optional[float] = typer.Option(None, help="0 = greedy"),
     top_p: Optional[float] = typer.Option(None, help="nucleus sampling mass"),
@@ -41,6 +42,8 @@ def generate(
         "generation.top_p": top_p, "generation.max_new_tokens": max_new_tokens,
         "generation.batch_size": batch_size,
     }
+    if adapter:
+        flags.update({"model.adapters": {"adapter": adapter}, "model.adapter": "adapter"})
     cfg = build_config(GenerateConfig, config, flags, overrides or [])
     if print_config:
         print(dump_yaml(cfg), end="")

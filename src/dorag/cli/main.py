@@ -23,12 +23,16 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dorag.cli import benchmarks_cmd, evaluate_cmd, generate_cmd, models_cmd, quickstart_cmd
+    from dorag.cli import (adapters_cmd, benchmarks_cmd, data_cmd, evaluate_cmd, generate_cmd, models_cmd,
+                           quickstart_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(benchmarks_cmd.app, name="benchmarks")
     app.command("generate", context_settings={"allow_extra_args": False})(generate_cmd.generate)
     app.command("evaluate")(evaluate_cmd.evaluate)
+    app.add_typer(data_cmd.app, name="data")
+    app.command("train")(train_cmd.train)
+    app.add_typer(adapters_cmd.app, name="adapters")
     app.command("quickstart")(quickstart_cmd.quickstart)
 
 

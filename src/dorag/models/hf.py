@@ -33,10 +33,13 @@ class TransformersGenerator:
     during decoding (the batch ends when all rows have), not after `max_new_tokens`.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, name: str = "model") -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str = "model", adapters: Any | None = None,
+                 adapter: str | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.adapters = adapters  # an AdapterSet sharing `model` as its base, or None
+        self.adapter = adapter  # which adapter the next calls use (None or "base": the bare model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         gen_cfg = getattr(model, "generation_config", None)
@@ -47,6 +50,15 @@ class TransformersGenerator:
     @property
     def device(self) -> Any:
         return self.model.device
+
+    def use_adapter(self, name: str | None) -> None:
+        """Select a loaded adapter (or None / "base") for the following calls; no reload involved."""
+        if name not in (None, "base") and (self.adapters is None or name not in self.adapters.names):
+            from dorag.core.errors import ModelError
+
+            loaded = ", ".join(self.adapters.names) if self.adapters else "none"
+            raise ModelError(f"unknown adapter {name!r}; loaded: {loaded}")
+        self.adapter = name
 
     def render(self, prompt: Prompt) -> str:
         return render_prompt(self.tokenizer, prompt)
@@ -87,7 +99,15 @@ class TransformersGenerator:
         """
         torch = require("torch", extra="models")
         transformers = require("transformers", extra="models")
-        tok, model = self.tokenizer, self.model
+        if self.adapters is not None:
+            with self.adapters.using(self.adapter or "base") as model:
+                return self._decode(model, ids, params, n_seq, seed)
+        return self._decode(self.model, ids, params, n_seq, seed)
+
+    def _decode(self, model: Any, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int) -> list[Completion]:
+        torch = require("torch", extra="models")
+        transformers = require("transformers", extra="models")
+        tok = self.tokenizer
         pad = tok.pad_token_id
         rows = [x for x in ids for _ in range(n_seq)]
         width = max(len(x) for x in rows)

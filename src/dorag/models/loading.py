@@ -30,11 +30,17 @@ class ModelConfig:
     served_name: str | None = option(None, "openai backend: model name the server knows (default: name)")
     timeout_s: float = option(600.0, "openai backend: per-request timeout")
     concurrency: int = option(8, "openai backend: requests in flight at once")
+    adapters: dict[str, str] = option(help="named PEFT adapters to load on the base, e.g. {code: runs/x/adapter}",
+                                      default_factory=dict)
+    adapter: str | None = option(None, "which loaded adapter generates (default: the base model)")
 
     def check(self) -> list[str]:
+        problems = []
         if self.backend == "openai" and not self.base_url:
-            return ["model.base_url: required when model.backend=openai"]
-        return []
+            problems.append("base_url: required when backend=openai")
+        if self.adapter not in (None, "base") and self.adapter not in self.adapters and self.backend == "transformers":
+            problems.append(f"adapter: {self.adapter!r} is not among adapters ({', '.join(self.adapters) or 'none'})")
+        return problems
 
 
 def _torch_dtype(torch: Any, dtype: str, device: str) -> Any:
@@ -116,7 +122,14 @@ def load_generator(cfg: ModelConfig, progress: Callable[[str], None] = lambda m:
     from dorag.models.hf import TransformersGenerator
 
     model, tok = load_transformers(cfg, progress)
-    return TransformersGenerator(model, tok, name=cfg.name)
+    adapters = None
+    if cfg.adapters:
+        from dorag.models.adapters import AdapterSet
+
+        adapters = AdapterSet(model)
+        for name, path in cfg.adapters.items():
+            adapters.load(name, path)
+    return TransformersGenerator(model, tok, name=cfg.name, adapters=adapters, adapter=cfg.adapter)
 
 
 def check_model_name(cfg: ModelConfig) -> None:

@@ -1,0 +1,125 @@
+"""`dorag data prepare`: build SFT training data from source code or instruction sets, decontaminated.
+
+Decontamination checks every benchmark that can be loaded here (HumanEval always; MBPP and DS-1000 when
+their files are given) and reports how many examples each one removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dorag.core.config import option
+from dorag.core.errors import DataError
+from dorag.core.io import write_json, write_jsonl
+from dorag.data.ast_extract import extract_from_tree, extract_stdlib
+from dorag.data.decontam import Decontaminator, benchmark_texts
+from dorag.data.sft_data import example_text, load_examples, pairs_from_functions
+from dorag.evaluation.benchmarks import load_problems
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareConfig:
+    """Which examples to build, and how to hold some out."""
+
+    task: Literal["code", "docstring"] = option("code", "code: docstring->code; docstring: code->docstring")
+    sources: tuple[str, ...] = option(("stdlib",), "stdlib, package:NAME, a source directory, or a JSONL/JSON/parquet file")
+    out: str = option("data/train.jsonl", "training JSONL; the held-out split goes to <out stem>.eval.jsonl")
+    eval_fraction: float = option(0.05, "share held out (by a hash of the example id, so it is stable)")
+    limit: int | None = option(None, "keep at most N training examples (after filtering), chosen by hash")
+    decontaminate: tuple[str, ...] = option(("humaneval",), "benchmarks whose prompts/solutions are removed")
+    benchmark_paths: dict[str, str] = option(help="local files for benchmarks that need one, e.g. {mbpp: sanitized-mbpp.json}",
+                                             default_factory=dict)
+    ngram: int = option(10, "n-gram size for the overlap test")
+
+    def check(self) -> list[str]:
+        problems = []
+        if not 0 <= self.eval_fraction < 1:
+            problems.append(f"eval_fraction: must be in [0, 1), got {self.eval_fraction}")
+        if not self.sources:
+            problems.append("sources: give at least one source")
+        return problems
+
+
+@dataclass
+class PrepareReport:
+    train: Path
+    eval: Path
+    n_train: int
+    n_eval: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _package_dir(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package {name!r} is not installed (source package:{name})")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def collect(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    examples: list[dict[str, Any]] = []
+    dropped: dict[str, int] = {}
+    for src in cfg.sources:
+        if src in ("stdlib", "site-packages") or src.startswith("package:") or Path(src).is_dir():
+            if src == "stdlib":
+                records = extract_stdlib()
+            elif src.startswith("package:"):
+                records = extract_from_tree(_package_dir(src.split(":", 1)[1]), exclude=("tests", "test"))
+            else:
+                records = extract_from_tree(src, exclude=("tests", "test"))
+            pairs, why = pairs_from_functions(records, cfg.task)
+            for k, v in why.items():
+                dropped[k] = dropped.get(k, 0) + v
+            examples += pairs
+        elif Path(src).is_file():
+            examples += load_examples(src, task=cfg.task)
+        else:
+            raise DataError(f"source {src!r} is not stdlib, package:NAME, a directory or a file")
+    if not examples:
+        raise DataError("the sources produced no training examples (empty dataset)")
+    return examples, dropped
+
+
+def decontaminate(examples: Sequence[dict[str, Any]], benchmarks: Sequence[str], paths: dict[str, str],
+                  n: int = 10) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Drop examples whose text shares an n-gram with any benchmark; counts per benchmark."""
+    kept = list(examples)
+    counts: dict[str, int] = {}
+    for name in benchmarks:
+        index = Decontaminator(n=n).add(benchmark_texts(load_problems(name, benchmark_path=paths.get(name))))
+        before = len(kept)
+        kept = [ex for ex in kept if not index.contaminated(example_text(ex))]
+        counts[f"contaminated:{name}"] = before - len(kept)
+    return kept, counts
+
+
+def _bucket(ex_id: str) -> float:
+    return int(hashlib.sha1(ex_id.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def prepare(cfg: PrepareConfig) -> PrepareReport:
+    examples, dropped = collect(cfg)
+    examples, contaminated = decontaminate(examples, cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
+    dropped.update(contaminated)
+    held = [ex for ex in examples if _bucket(ex["id"]) < cfg.eval_fraction]
+    train = [ex for ex in examples if _bucket(ex["id"]) >= cfg.eval_fraction]
+    if cfg.limit is not None:
+        train = sorted(train, key=lambda ex: _bucket("limit:" + ex["id"]))[: cfg.limit]
+    out = Path(cfg.out)
+    eval_path = out.with_name(out.name.removesuffix(".jsonl") + ".eval.jsonl")
+    write_jsonl(out, train)
+    write_jsonl(eval_path, held)
+    report = PrepareReport(out, eval_path, len(train), len(held), dropped)
+    write_json(out.with_name(out.name.removesuffix(".jsonl") + ".report.json"),
+               {"train": str(out), "eval": str(eval_path), "n_train": len(train), "n_eval": len(held),
+                "dropped": dropped, "task": cfg.task, "sources": list(cfg.sources)})
+    return report

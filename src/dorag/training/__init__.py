@@ -1,0 +1,1 @@
+"""Fine-tuning: SFT of LoRA/DoRA/QLoRA adapters with PEFT and the HF Trainer; retriever training."""
