@@ -100,8 +100,13 @@ def test_yaml_top_level_must_be_a_mapping(tmp_path: Path):
 def test_shipped_configs_validate():
     """Every YAML in configs/ builds its config class without errors (torchtune's rule)."""
     from dorag.experiments.generate import GenerateConfig
+    from dorag.experiments.prepare import PrepareConfig
+    from dorag.training.config import TrainConfig
 
-    configs = sorted((Path(__file__).parents[2] / "configs").glob("generate*.yaml"))
-    assert configs, "configs/ should ship at least one generate config"
+    classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig}
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 6
     for path in configs:
-        load_config(GenerateConfig, path)
+        kind = path.stem.split("-")[0]
+        assert kind in classes, f"{path.name}: no config class for prefix {kind!r}"
+        load_config(classes[kind], path)

@@ -1,0 +1,66 @@
+"""`dorag data prepare`: pairs from source, decontamination against HumanEval, stable held-out split."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from dorag.core.config import from_dict
+from dorag.core.errors import DataError
+from dorag.core.io import read_jsonl
+from dorag.data.decontam import Decontaminator
+from dorag.evaluation.benchmarks import load_problems
+from dorag.experiments.prepare import PrepareConfig, prepare
+
+
+def _write_pkg(tmp_path, n=30):
+    pkg = tmp_path / "src"
+    pkg.mkdir()
+    funcs = [f'def helper_{i}(values, k={i}):\n    """Scale every value by the constant {i} and return a new list."""\n'
+             f"    return [v * k + {i} for v in values]\n" for i in range(n)]
+    he = load_problems("humaneval", limit=1)[0]  # has_close_elements, copied verbatim: must be dropped
+    funcs.append(he["prompt"].split("from typing import List\n\n\n")[-1] + he["canonical_solution"])
+    (pkg / "mod.py").write_text("from typing import List\n\n\n" + "\n\n".join(funcs))
+    return pkg
+
+
+def test_prepare_code_pairs_drops_benchmark_overlap_and_splits(tmp_path):
+    pkg = _write_pkg(tmp_path)
+    cfg = from_dict(PrepareConfig, {"task": "code", "sources": [str(pkg)], "out": str(tmp_path / "d" / "code.jsonl"),
+                                    "eval_fraction": 0.2})
+    rep = prepare(cfg)
+    train, held = read_jsonl(rep.train), read_jsonl(rep.eval)
+    assert rep.dropped["contaminated:humaneval"] == 1
+    assert rep.n_train + rep.n_eval == 30 and rep.n_eval > 0
+    assert not {e["id"] for e in train} & {e["id"] for e in held}
+    ex = train[0]
+    assert ex["messages"][0]["role"] == "user" and '"""Scale every value' in ex["messages"][0]["content"]
+    assert ex["messages"][1]["content"].startswith("```python\ndef helper_")
+    report = json.loads((tmp_path / "d" / "code.report.json").read_text())
+    assert report["n_train"] == rep.n_train
+    again = prepare(cfg)  # the split is a hash of ids: stable across runs
+    assert [e["id"] for e in read_jsonl(again.eval)] == [e["id"] for e in held]
+
+
+def test_prepare_docstring_pairs_target_the_docstring(tmp_path):
+    pkg = _write_pkg(tmp_path, n=5)
+    rep = prepare(from_dict(PrepareConfig, {"task": "docstring", "sources": [str(pkg)],
+                                            "out": str(tmp_path / "doc.jsonl"), "eval_fraction": 0.0}))
+    ex = read_jsonl(rep.train)[0]
+    assert ex["task"] == "docstring" and ex["messages"][1]["content"].startswith("Scale every value")
+    assert '"""' not in ex["messages"][0]["content"].split("```python")[1]
+
+
+def test_empty_source_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty dataset"):
+        prepare(from_dict(PrepareConfig, {"sources": [str(tmp_path / "empty")], "out": str(tmp_path / "x.jsonl")}))
+
+
+def test_decontaminator_ngram_and_short_exact():
+    d = Decontaminator(n=5).add(["def f(x):\n    return sorted(set(x)) + [len(x)]", "short one"])
+    assert d.contaminated("y = 1\nreturn sorted(set(x)) + [len(x)]")
+    assert not d.contaminated("return sorted(x) + [1, 2, 3, 4]")
+    assert d.contaminated("Short  ONE") and not d.contaminated("short two")
