@@ -165,7 +165,10 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
     train_ds = encode_all(tok, train_examples, tcfg.max_seq_len)
     eval_ds = encode_all(tok, eval_examples, tcfg.max_seq_len)
     if not train_ds:
-        raise DataError("every training example was empty after tokenization")
+        raise DataError(f"every training example lost its answer to truncation at max_seq_len={tcfg.max_seq_len}; "
+                        "raise training.max_seq_len")
+    if len(train_ds) < len(train_examples):
+        progress(f"{len(train_examples) - len(train_ds)} example(s) dropped: prompt longer than max_seq_len")
     train_tokens_epoch = sum(len(x["input_ids"]) for x in train_ds)
     collator = (transformers.DataCollatorWithFlattening(return_position_ids=True) if tcfg.packing
                 else PadCollator(tok.pad_token_id))
