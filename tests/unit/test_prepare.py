@@ -64,3 +64,22 @@ def test_decontaminator_ngram_and_short_exact():
     assert d.contaminated("y = 1\nreturn sorted(set(x)) + [len(x)]")
     assert not d.contaminated("return sorted(x) + [1, 2, 3, 4]")
     assert d.contaminated("Short  ONE") and not d.contaminated("short two")
+
+
+def test_retrieval_aware_examples_get_context_but_not_their_own_answer():
+    from dorag.data.sft_data import make_example, with_retrieved_context
+
+    ex = make_example("1", "code", "Implement add.", "def add(a, b):\n    return a + b\n")
+    docs = ["def add(a, b):\n    return a + b", "def sub(a, b):\n    return a - b", "import operator"]
+    calls = []
+
+    def retrieve(query, k):
+        calls.append((query, k))
+        return docs[:k]
+
+    out = with_retrieved_context([ex], retrieve, k=2)[0]
+    user = out["messages"][0]["content"]
+    assert calls == [("Implement add.", 3)]
+    assert user.startswith("Relevant code and documentation:\ndef sub(a, b)") and user.endswith("Implement add.")
+    assert "return a + b" not in user  # the target itself is never given as context
+    assert out["meta"]["n_context"] == 2 and out["messages"][1] == ex["messages"][1]

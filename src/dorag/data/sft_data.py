@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,3 +157,28 @@ def split(examples: Sequence[Example], eval_fraction: float = 0.05, seed: int = 
 
 def example_text(ex: Example) -> str:
     return "\n".join(m["content"] for m in ex["messages"])
+
+
+def with_retrieved_context(examples: Sequence[Example], retrieve: Callable[[str, int], list[str]], k: int = 3,
+                           max_context_chars: int = 2000, exclude_self: bool = True) -> list[Example]:
+    """Retrieval-aware fine-tuning: put the top-k retrieved documents in front of each user turn, in the
+    same "Relevant code and documentation" frame the RAG prompts use, so the adapter learns to use context.
+
+    `retrieve(query, k)` is any retriever (passed in: the data layer does not import retrieval). A document
+    identical to the example's own answer is dropped, so the model cannot learn to copy its target.
+    """
+    out = []
+    for ex in examples:
+        user = ex["messages"][-2]["content"]
+        answer = ex["messages"][-1]["content"]
+        docs = [d for d in retrieve(user, k + 1) if not (exclude_self and d.strip() and d.strip() in answer)][:k]
+        context, used = [], 0
+        for d in docs:
+            if used + len(d) > max_context_chars:
+                break
+            context.append(d)
+            used += len(d)
+        new_user = (f"Relevant code and documentation:\n" + "\n\n".join(context) + f"\n\n{user}") if context else user
+        msgs = [*ex["messages"][:-2], {"role": "user", "content": new_user}, ex["messages"][-1]]
+        out.append({**ex, "messages": msgs, "meta": {**ex.get("meta", {}), "n_context": len(context)}})
+    return out
