@@ -187,3 +187,13 @@ def test_bad_inputs_are_clear_errors(tmp_path, tiny_model_dir, trained):
                                          num_attention_heads=4, num_key_value_heads=2))
     with pytest.raises(ModelError, match="does not match this model"):
         AdapterSet(other).load("code", trained[0].adapter_dir)
+
+
+def test_qlora_trains_a_4bit_base(tmp_path, tiny_model_dir):
+    pytest.importorskip("bitsandbytes")
+    from dorag.training.sft import train_adapter
+
+    res = train_adapter(_cfg(tmp_path, tiny_model_dir, **{"peft.method": "qlora", "training.max_steps": 3}),
+                        EXAMPLES, EXAMPLES[:4])
+    assert res.steps == 3 and res.eval_loss_after is not None
+    assert json.loads((res.adapter_dir / "dorag_adapter.json").read_text())["method"] == "qlora"

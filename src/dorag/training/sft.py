@@ -75,7 +75,7 @@ def load_base_for_training(cfg: TrainConfig) -> tuple[Any, Any]:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if cfg.peft.method == "qlora":
-        require("bitsandbytes", extra="train")
+        require("bitsandbytes", extra="qlora")
         compute = torch.bfloat16 if _precision(cfg.training.precision, torch) in ("bf16", "fp32") else torch.float16
         extra["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -93,6 +93,12 @@ def load_base_for_training(cfg: TrainConfig) -> tuple[Any, Any]:
         raise
     if cfg.peft.method == "qlora":
         peft = require("peft", extra="train")
+        bnb = require("bitsandbytes", extra="qlora")
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                # An eval pass (eval loss before training) would repack the weights into bitsandbytes'
+                # CPU inference layout, which its training path cannot use; keep the trainable layout.
+                module.support_avx512bf16_for_cpu = False
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
     return model, tok
 
