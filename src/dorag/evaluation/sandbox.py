@@ -32,7 +32,7 @@ from pathlib import Path
 from dorag.core.config import option
 
 RUNNER = Path(__file__).with_name("_runner.py")
-_STARTUP_GRACE_S = 0.5  # interpreter start-up, not charged to the program's timeout
+_WATCHDOG_S = 10.0  # beyond the program's timeout, before a silent server is declared hung
 
 
 class Status(str, enum.Enum):
@@ -104,14 +104,91 @@ def hidden_dirs(needed: Sequence[str]) -> list[tuple[str, list[str]]]:
     return [(parent, sorted(children)) for parent, children in ordered]
 
 
+class _Server:
+    """One fork server (``_runner.py``) serving one worker slot."""
+
+    def __init__(self, sandbox: Sandbox, slot: int) -> None:
+        import json
+
+        cfg = sandbox.config
+        self.uid = cfg.uid_base + slot if sandbox.as_root else None
+        self.scratch = Path(tempfile.mkdtemp(prefix="dorag-mnt-", dir=cfg.tmp_dir)) if sandbox._hide else None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True, cwd=cfg.tmp_dir or tempfile.gettempdir(),
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+                 "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                 "MKL_NUM_THREADS": "1"},
+        )
+        setup = {"uid": self.uid, "hide": sandbox._hide, "scratch": str(self.scratch) if self.scratch else None,
+                 "isolate_network": cfg.isolate_network, "sys_path": sandbox._sys_path}
+        self._send(json.dumps(setup))
+        hello = self._receive(30.0)
+        if hello is None:
+            self.close()
+            raise RuntimeError("the sandbox server did not start")
+        self.network_isolated = bool(hello.get("network_isolated"))
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def _receive(self, timeout_s: float) -> dict | None:
+        import json
+        import select
+
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else None
+
+    def run(self, job: dict, watchdog_s: float) -> dict | None:
+        """The server's answer, or None if it died or hung (the program killed it, say)."""
+        import json
+
+        try:
+            self._send(json.dumps(job))
+        except (BrokenPipeError, OSError):
+            return None
+        return self._receive(watchdog_s)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.uid is not None:
+            _kill_uid(self.uid, exclude=self.proc.pid)
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
 class Sandbox:
-    """Runs programs with a pool of worker slots; results come back in input order."""
+    """Runs programs on a pool of worker slots, each a fork server; results come back in input order.
+
+    Servers start on first use and are replaced when a program kills or hangs one. Call `close()` (or use
+    the sandbox as a context manager) to stop them; they also exit when this process does.
+    """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.workers = self.config.workers or os.cpu_count() or 1
         self.as_root = os.geteuid() == 0 and self.config.drop_privileges
         self._slots: list[int] = list(range(self.workers))
+        self._servers: dict[int, _Server] = {}
         self._lock = threading.Lock()
         needed = [sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent), str(RUNNER.parent),
                   *[p for p in sys.path if p]]
@@ -120,7 +197,25 @@ class Sandbox:
         if self.as_root:
             _set_child_subreaper()
 
-    # -- slots: each parallel worker has its own uid when running as root
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- slots: each parallel worker has its own server (and its own uid when running as root)
     def _take_slot(self) -> int:
         with self._lock:
             return self._slots.pop()
@@ -128,6 +223,14 @@ class Sandbox:
     def _give_slot(self, slot: int) -> None:
         with self._lock:
             self._slots.append(slot)
+
+    def _server(self, slot: int) -> _Server:
+        server = self._servers.get(slot)
+        if server is None or not server.alive():
+            if server is not None:
+                server.close()
+            server = self._servers[slot] = _Server(self, slot)
+        return server
 
     def run(self, program: str) -> ExecResult:
         slot = self._take_slot()
@@ -155,79 +258,30 @@ class Sandbox:
             compile(program, "<program>", "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
             return ExecResult(Status.SYNTAX_ERROR, time.perf_counter() - t0, detail=f"{type(exc).__name__}: {exc}"[:300])
-        uid = cfg.uid_base + slot if self.as_root else None
+        server = self._server(slot)
         work = Path(tempfile.mkdtemp(prefix="dorag-sbx-", dir=cfg.tmp_dir))
-        scratch = Path(tempfile.mkdtemp(prefix="dorag-mnt-", dir=cfg.tmp_dir)) if self._hide else None
-        read_fd, write_fd = os.pipe()
-        proc = None
         try:
-            (work / "program.py").write_text(program, encoding="utf-8")
-            if uid is not None:
-                os.chown(work, uid, uid)
-                os.chmod(work, 0o700)
-            out_path, err_path = work / ".stdout", work / ".stderr"
+            if server.uid is not None:
+                os.chown(work, server.uid, server.uid)
             nonce = secrets.token_hex(16)
-            limits = {
-                "RLIMIT_AS": cfg.memory_mb * 2**20,
-                "RLIMIT_CPU": int(cfg.timeout_s) + 2,
-                "RLIMIT_FSIZE": cfg.max_output_mb * 2**20,
-                "RLIMIT_CORE": 0,
-            }
-            # RLIMIT_NPROC counts all of a user's tasks: a fresh slot uid starts at 0, our own uid does not.
-            limits["RLIMIT_NPROC"] = cfg.max_procs if uid is not None else _user_tasks(os.getuid()) + cfg.max_procs
             job = {
-                "result_fd": write_fd, "nonce": nonce, "uid": uid, "gid": uid, "cwd": str(work),
-                "program": str(work / "program.py"), "limits": limits, "sys_path": self._sys_path,
-                "isolate_network": cfg.isolate_network, "hide": self._hide, "scratch": str(scratch) if scratch else None,
+                "cwd": str(work), "source": program, "nonce": nonce, "timeout_s": cfg.timeout_s,
+                "limits": {"RLIMIT_AS": cfg.memory_mb * 2**20, "RLIMIT_CPU": int(cfg.timeout_s) + 2,
+                           "RLIMIT_FSIZE": cfg.max_output_mb * 2**20, "RLIMIT_CORE": 0,
+                           "RLIMIT_NPROC": cfg.max_procs},
             }
-            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8",
-                   "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-                   "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            import json
-
-            with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-B", str(RUNNER)], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                    cwd=work, env=env, pass_fds=(write_fd,), start_new_session=True,
-                )
-            os.close(write_fd)
-            write_fd = -1
-            try:
-                proc.stdin.write(json.dumps(job).encode())  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except BrokenPipeError:
-                pass
-            timed_out = False
-            try:
-                code = proc.wait(timeout=cfg.timeout_s + _STARTUP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                code = None
-            self._kill_group(proc, uid)
-            if code is None:
-                code = proc.wait()
-            duration = time.perf_counter() - t0
-            report = _read_all(read_fd)
-            stderr_tail = _tail(err_path)
+            answer = server.run(job, watchdog_s=cfg.timeout_s + _WATCHDOG_S)
+            stderr_tail = _tail(work / ".stderr")
         finally:
-            if write_fd >= 0:
-                os.close(write_fd)
-            os.close(read_fd)
-            if proc is not None and proc.poll() is None:
-                self._kill_group(proc, uid)
-                proc.wait()
             shutil.rmtree(work, ignore_errors=True)
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-        return _classify(report, nonce, code, timed_out, duration, stderr_tail)
-
-    def _kill_group(self, proc: subprocess.Popen, uid: int | None) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if uid is not None:
-            _kill_uid(uid, exclude=proc.pid)  # children that left the group (setsid), a fork bomb's survivors
+        duration = time.perf_counter() - t0
+        if answer is None:  # the server died (the program killed its parent) or hung: replace it
+            killed = not server.alive()
+            server.close()
+            self._servers.pop(slot, None)
+            detail = "the program killed its runner" if killed else "the sandbox server stopped answering"
+            return ExecResult(Status.RUNTIME_ERROR, duration, stderr_tail, detail)
+        return _classify(answer["report"], nonce, answer["exit_code"], answer["timed_out"], duration, stderr_tail)
 
 
 def _set_child_subreaper() -> None:
@@ -312,11 +366,9 @@ def _tail(path: Path, n_bytes: int = 2000) -> str:
         return ""
 
 
-def _classify(report: str, nonce: str, code: int | None, timed_out: bool, duration: float, stderr: str) -> ExecResult:
+def _classify(report: str, nonce: str, code: int, timed_out: bool, duration: float, stderr: str) -> ExecResult:
+    """Outcome from the child's out-of-band report, else from how it ended. `code` < 0 is a signal."""
     head, _, detail = report.partition(" ")
-    if code is not None and code < 0 and not timed_out:
-        # The runner (the program's parent) was killed from inside: e.g. os.kill(os.getppid(), 9).
-        return ExecResult(Status.RUNTIME_ERROR, duration, stderr, f"the program killed its runner (signal {-code})")
     if head == nonce:
         status, _, detail = detail.partition(" ")
         try:
@@ -325,15 +377,13 @@ def _classify(report: str, nonce: str, code: int | None, timed_out: bool, durati
             pass
     if timed_out:
         return ExecResult(Status.TIMEOUT, duration, stderr, "wall-clock timeout")
-    if code is not None and code >= 128:
-        sig = code - 128
+    if code < 0:
+        sig = -code
         if sig == signal.SIGXCPU:
             return ExecResult(Status.TIMEOUT, duration, stderr, "CPU time limit")
         if sig == signal.SIGXFSZ:
             return ExecResult(Status.RUNTIME_ERROR, duration, stderr, "output/file size limit exceeded")
         return ExecResult(Status.RUNTIME_ERROR, duration, stderr, f"killed by signal {sig}")
-    if code is not None and code < 0:
-        return ExecResult(Status.RUNTIME_ERROR, duration, stderr, f"runner killed by signal {-code}")
     if "MemoryError" in stderr:
         return ExecResult(Status.MEMORY, duration, stderr, "MemoryError")
     return ExecResult(Status.FAIL, duration, stderr, f"exited with code {code} without reporting success")
