@@ -4,7 +4,7 @@ Both train a LoRA adapter (attention, r=16, alpha=32) for the same number of ste
 standard-library pairs; the script prints tokens/s for each, their ratio (dorag / plain, must be >= 1.0
 within noise), and DoRA's cost against LoRA under dorag.
 
-    python bench/training.py                      # default model, 8 steps of batch 4
+    python bench/training.py                      # default model, 6 steps of batch 4, best of 2
     python bench/training.py --model smollm2-135m-instruct --steps 4
 """
 
@@ -49,15 +49,16 @@ def plain_loop(model_dir: str, examples: list[dict], steps: int, batch: int, seq
         trainer.train()
         wall = time.perf_counter() - t0
     per_example = sum(len(x["input_ids"]) for x in data) / len(data)
-    return wall, int(per_example * steps * batch)
+    return wall, int(per_example * min(steps * batch, len(data)))  # counted as dorag counts them
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--max-seq-len", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best of each is reported")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
@@ -68,18 +69,28 @@ def main() -> int:
     examples = examples[: args.steps * args.batch_size]
     figures: dict = {"model": args.model, "steps": args.steps, "batch_size": args.batch_size,
                      "max_seq_len": args.max_seq_len}
-    with tempfile.TemporaryDirectory() as tmp:
-        for method in ("lora", "dora"):
-            cfg = from_dict(TrainConfig, {
-                "name": "code", "output_dir": str(Path(tmp) / method), "model": {"name": args.model},
-                "data": {"train": "bench"}, "peft": {"method": method, "targets": "attention", "r": 16, "alpha": 32},
-                "training": {"max_steps": args.steps, "batch_size": args.batch_size, "max_seq_len": args.max_seq_len,
-                             "save_steps": 10 ** 6, "logging_steps": 100, "warmup_ratio": 0.0}})
-            res = train_adapter(cfg, examples, [])
-            figures[f"dorag_{method}"] = {"wall_s": round(res.wall_s, 2), "tokens": res.train_tokens,
-                                          "tokens_per_s": round(res.tokens_per_s, 1)}
-    wall, tokens = plain_loop(model_dir, examples, args.steps, args.batch_size, args.max_seq_len)
-    figures["plain_peft_trainer_lora"] = {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1)}
+    best: dict[str, tuple[float, int]] = {}
+
+    def keep(name: str, wall: float, tokens: int) -> None:
+        if name not in best or wall < best[name][0]:
+            best[name] = (wall, tokens)
+
+    # Interleaved repeats, best of each: the first runs pay one-off warm-up costs (allocator, kernels).
+    for rep in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, tokens = plain_loop(model_dir, examples, args.steps, args.batch_size, args.max_seq_len)
+            keep("plain_peft_trainer_lora", wall, tokens)
+            for method in ("lora", "dora"):
+                cfg = from_dict(TrainConfig, {
+                    "name": "code", "output_dir": str(Path(tmp) / method), "model": {"name": args.model},
+                    "data": {"train": "bench"}, "peft": {"method": method, "targets": "attention", "r": 16, "alpha": 32},
+                    "training": {"max_steps": args.steps, "batch_size": args.batch_size, "max_seq_len": args.max_seq_len,
+                                 "save_steps": 10 ** 6, "logging_steps": 100, "warmup_ratio": 0.0}})
+                res = train_adapter(cfg, examples, [])
+                keep(f"dorag_{method}", res.wall_s, res.train_tokens)
+    for name, (wall, tokens) in best.items():
+        figures[name] = {"wall_s": round(wall, 2), "tokens": tokens, "tokens_per_s": round(tokens / wall, 1)}
+    figures["repeats"] = args.repeats
     figures["ratio_dorag_vs_plain"] = round(figures["dorag_lora"]["tokens_per_s"] / figures["plain_peft_trainer_lora"]["tokens_per_s"], 3)
     figures["dora_cost_vs_lora"] = round(figures["dorag_lora"]["tokens_per_s"] / figures["dorag_dora"]["tokens_per_s"], 3)
     print(json.dumps(figures, indent=2))

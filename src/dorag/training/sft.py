@@ -192,7 +192,8 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
         bf16=prec == "bf16" and torch.cuda.is_available(), fp16=prec == "fp16",
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to=[],
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
-        optim="paged_adamw_8bit" if cfg.peft.method == "qlora" and torch.cuda.is_available() else "adamw_torch",
+        # QLoRA on GPU: paged 8-bit AdamW (QLoRA paper sec. 3); else the Trainer's default (fused AdamW).
+        **({"optim": "paged_adamw_8bit"} if cfg.peft.method == "qlora" and torch.cuda.is_available() else {}),
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
                                    data_collator=collator, callbacks=[_RunLogger(run)])
