@@ -1,6 +1,8 @@
 """Run untrusted programs (model completions plus their tests) in separate, limited processes.
 
-Each program runs in a fresh temp directory, in its own process session, under a wall-clock timeout
+Each worker slot runs a fork server (``_runner.py``): a warm interpreter that forks one child per
+program, so a program costs milliseconds instead of an interpreter start-up. Each program runs in a
+fresh temp directory, in its own process session, under a wall-clock timeout
 that kills the whole process group, with rlimits on memory, CPU time, file size and process count,
 output capped through the file-size limit, and no network where the kernel allows a network namespace.
 When the harness runs as root, every worker slot runs as its own unprivileged uid (so RLIMIT_NPROC
@@ -15,8 +17,10 @@ code from people you do not trust in a VM or container as well.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -108,8 +112,6 @@ class _Server:
     """One fork server (``_runner.py``) serving one worker slot."""
 
     def __init__(self, sandbox: Sandbox, slot: int) -> None:
-        import json
-
         cfg = sandbox.config
         self.uid = cfg.uid_base + slot if sandbox.as_root else None
         self.scratch = Path(tempfile.mkdtemp(prefix="dorag-mnt-", dir=cfg.tmp_dir)) if sandbox._hide else None
@@ -135,9 +137,6 @@ class _Server:
         self.proc.stdin.flush()
 
     def _receive(self, timeout_s: float) -> dict | None:
-        import json
-        import select
-
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
         if not ready:
@@ -147,8 +146,6 @@ class _Server:
 
     def run(self, job: dict, watchdog_s: float) -> dict | None:
         """The server's answer, or None if it died or hung (the program killed it, say)."""
-        import json
-
         try:
             self._send(json.dumps(job))
         except (BrokenPipeError, OSError):
@@ -295,19 +292,6 @@ def _set_child_subreaper() -> None:
         pass
 
 
-def _user_tasks(uid: int) -> int:
-    """Processes and threads owned by `uid` now (what RLIMIT_NPROC counts)."""
-    n = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    n += len(os.listdir(f"/proc/{entry.name}/task"))
-            except OSError:
-                continue
-    return n
-
-
 def _kill_uid(uid: int, exclude: int) -> None:
     """SIGKILL every process owned by `uid` and reap the ones reparented to us; repeat until none is
     left alive (a fork bomb refills while we kill). `exclude` is the runner, which Popen reaps."""
@@ -339,20 +323,6 @@ def _kill_uid(uid: int, exclude: int) -> None:
         if not found:
             return
         time.sleep(0.005)
-
-
-def _read_all(fd: int) -> str:
-    os.set_blocking(fd, False)
-    chunks = []
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _tail(path: Path, n_bytes: int = 2000) -> str:
