@@ -107,9 +107,9 @@ def load_base_for_training(cfg: TrainConfig) -> tuple[Any, Any]:
 class TrainResult:
     adapter_dir: Path
     steps: int
-    train_tokens: int
-    wall_s: float
-    tokens_per_s: float
+    train_tokens: int  # over all steps, a resumed run's earlier ones included
+    wall_s: float  # this run's training time
+    tokens_per_s: float  # tokens of this run's steps / wall_s
     peak_memory_mb: float
     eval_loss_before: float | None
     eval_loss_after: float | None
@@ -213,13 +213,17 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
     steps = trainer.state.global_step
     per_step = tcfg.batch_size * tcfg.gradient_accumulation_steps
     seen_examples = min(steps * per_step, len(train_ds) * math.ceil(max(tcfg.num_train_epochs, 1)))
-    tokens = int(train_tokens_epoch / len(train_ds) * seen_examples)
+    per_example = train_tokens_epoch / len(train_ds)
+    tokens = int(per_example * seen_examples)
+    # A resumed run only paid for the steps after its checkpoint: throughput counts those alone.
+    start_step = int(resume_from.name.rsplit("-", 1)[-1]) if resume_from else 0
+    run_tokens = int(per_example * max(0, seen_examples - min(start_step * per_step, seen_examples)))
     adapter_dir = save_adapter(model, tok, out, cfg.name)
     from dorag.models.adapters import write_adapter_meta
 
     write_adapter_meta(adapter_dir, model, cfg.model.name, cfg.peft.method, name=cfg.name, targets=cfg.peft.targets,
                        r=cfg.peft.r, alpha=cfg.peft.alpha)
-    result = TrainResult(adapter_dir, steps, tokens, wall, tokens / wall if wall > 0 else 0.0, _peak_memory_mb(),
+    result = TrainResult(adapter_dir, steps, tokens, wall, run_tokens / wall if wall > 0 else 0.0, _peak_memory_mb(),
                          before, after, int(trainable), int(total))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     summary.update(train_loss=state.training_loss, method=cfg.peft.method, targets=cfg.peft.targets,
