@@ -83,3 +83,44 @@ def test_retrieval_aware_examples_get_context_but_not_their_own_answer():
     assert user.startswith("Relevant code and documentation:\ndef sub(a, b)") and user.endswith("Implement add.")
     assert "return a + b" not in user  # the target itself is never given as context
     assert out["meta"]["n_context"] == 2 and out["messages"][1] == ex["messages"][1]
+
+
+def test_mbpp_train_split_becomes_code_pairs(tmp_path):
+    import json as _json
+
+    src = tmp_path / "mbpp.jsonl"
+    rec = {"text": "Write a function to add two numbers.", "code": "def add(a, b):\r\n  return a + b",
+           "task_id": 601, "test_setup_code": "", "test_list": ["assert add(1, 2) == 3"], "challenge_test_list": []}
+    src.write_text(_json.dumps(rec) + "\n" + _json.dumps({**rec, "task_id": 11}) + "\n")
+    rep = prepare(from_dict(PrepareConfig, {"sources": [f"mbpp:{src}"], "out": str(tmp_path / "m.jsonl"),
+                                            "eval_fraction": 0.0}))
+    rows = read_jsonl(rep.train)
+    assert [r["id"] for r in rows] == ["mbpp:Mbpp/601"]  # the test-split task 11 is not training data
+    assert "assert add(1, 2) == 3" in rows[0]["messages"][0]["content"]
+    assert rows[0]["messages"][1]["content"] == "```python\ndef add(a, b):\n  return a + b\n```"
+
+
+def test_unknown_source_and_missing_adapter_are_clear():
+    from dorag.core.errors import ModelError
+    from dorag.models.adapters import resolve_adapter
+
+    with pytest.raises(DataError, match="is not stdlib, package:NAME, mbpp"):
+        prepare(from_dict(PrepareConfig, {"sources": ["nowhere-xyz"], "out": "/tmp/never.jsonl"}))
+    with pytest.raises(ModelError, match="not a PEFT adapter directory|does not exist|no adapter_config"):
+        from dorag.models.adapters import check_adapter_dir
+
+        check_adapter_dir(resolve_adapter("/tmp/definitely-missing-adapter"))
+
+
+def test_hub_adapter_offline_is_one_fast_error(monkeypatch):
+    import time
+
+    import dorag.models.loading as loading
+    from dorag.core.errors import ModelError
+    from dorag.models.adapters import resolve_adapter
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout_s=3.0: False)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="Hugging Face Hub is unreachable"):
+        resolve_adapter("someone/code-lora")
+    assert time.perf_counter() - t0 < 1.0

@@ -100,7 +100,7 @@ def pairs_from_functions(records: Iterable[FunctionRecord], task: Literal["code"
     return out, dropped
 
 
-def _convert(rec: dict[str, Any], where: str, task: str, idx: int) -> Example:
+def convert_record(rec: dict[str, Any], where: str, task: str, idx: int) -> Example:
     if "messages" in rec:
         msgs = rec["messages"]
         if (not isinstance(msgs, list) or len(msgs) < 2 or msgs[-1].get("role") != "assistant"
@@ -137,7 +137,7 @@ def load_examples(path: str | Path, task: str = "code") -> list[Example]:
         rows = list(iter_jsonl_numbered(path))
     out = []
     for line, rec in rows:
-        ex = _convert(rec, f"{path}:{line}", task, line)
+        ex = convert_record(rec, f"{path}:{line}", task, line)
         if not ex["messages"][-1]["content"].strip():
             raise DataError(f"{path}:{line}: empty assistant response")
         out.append(ex)

@@ -82,11 +82,41 @@ def collect(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], dict[str, int]]:
             examples += pairs
         elif Path(src).is_file():
             examples += load_examples(src, task=cfg.task)
+        elif src.startswith("mbpp"):
+            examples += mbpp_train_examples(src.partition(":")[2] or None)
+        elif src.startswith("hub:"):
+            examples += hub_examples(src[4:], cfg.task)
         else:
-            raise DataError(f"source {src!r} is not stdlib, package:NAME, a directory or a file")
+            raise DataError(f"source {src!r} is not stdlib, package:NAME, mbpp[:FILE], hub:ID, a directory or a file")
     if not examples:
         raise DataError("the sources produced no training examples (empty dataset)")
     return examples, dropped
+
+
+def mbpp_train_examples(path: str | None) -> list[dict[str, Any]]:
+    """MBPP's train split (task ids 601-974) as chat pairs: description + tests -> code."""
+    from dorag.data.sft_data import CODE_INSTRUCTION, make_example
+    from dorag.evaluation.loaders import load_mbpp
+
+    out = []
+    for p in load_mbpp(path, variant="full", split="train"):
+        user = f"{CODE_INSTRUCTION}\n```python\n{p['prompt']}```"
+        out.append(make_example(f"mbpp:{p['task_id']}", "code", user, f"```python\n{p['canonical_solution'].strip()}\n```"))
+    return out
+
+
+def hub_examples(dataset_id: str, task: str) -> list[dict[str, Any]]:
+    """An instruction set from the Hub (e.g. sahil2801/CodeAlpaca-20k, ise-uiuc/Magicoder-Evol-Instruct-110K)."""
+    from dorag.core.require import require
+    from dorag.data.sft_data import convert_record
+
+    datasets = require("datasets", extra="data")
+    try:
+        rows = datasets.load_dataset(dataset_id, split="train")
+    except Exception as exc:  # noqa: BLE001 - network and hub errors vary by version
+        raise DataError(f"could not load {dataset_id} from the Hugging Face Hub ({type(exc).__name__}; offline?); "
+                        "download it once and pass the JSONL/parquet file as a source") from exc
+    return [convert_record(dict(r), f"{dataset_id}:{i + 1}", task, i + 1) for i, r in enumerate(rows)]
 
 
 def decontaminate(examples: Sequence[dict[str, Any]], benchmarks: Sequence[str], paths: dict[str, str],

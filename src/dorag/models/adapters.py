@@ -33,6 +33,27 @@ def write_adapter_meta(adapter_dir: str | Path, model: Any, base_name: str, meth
                                           "fingerprint": base_fingerprint(model), **extra})
 
 
+def resolve_adapter(path_or_id: str | Path) -> Path:
+    """A local adapter directory, or a Hub repo id downloaded (once, to the HF cache) as one."""
+    from dorag.models.registry import HUB_ID
+
+    path = Path(path_or_id).expanduser()
+    if path.exists() or not HUB_ID.match(str(path_or_id)):
+        return path
+    from dorag.models.loading import hub_reachable
+
+    if not hub_reachable():
+        raise ModelError(f"adapter {path_or_id!r} is not a local directory and the Hugging Face Hub is unreachable "
+                         "(offline?); give a local adapter directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(path_or_id)))
+    except Exception as exc:  # noqa: BLE001 - offline, missing repo, auth: all one line for the user
+        raise ModelError(f"could not get adapter {path_or_id!r} from the Hugging Face Hub "
+                         f"({type(exc).__name__}; offline?); give a local adapter directory") from exc
+
+
 def check_adapter_dir(path: str | Path, model: Any | None = None) -> dict[str, Any]:
     """Validate a PEFT adapter directory (and, given a model, that it was trained on that base)."""
     path = Path(path)
@@ -73,6 +94,7 @@ class AdapterSet:
         peft = require("peft", extra="train")
         if name == BASE or name in self.paths:
             raise ModelError(f"adapter name {name!r} is {'reserved' if name == BASE else 'already loaded'}")
+        path = resolve_adapter(path)
         info = check_adapter_dir(path, self.base)
         try:
             if not self.paths:
