@@ -197,3 +197,11 @@ def test_qlora_trains_a_4bit_base(tmp_path, tiny_model_dir):
                         EXAMPLES, EXAMPLES[:4])
     assert res.steps == 3 and res.eval_loss_after is not None
     assert json.loads((res.adapter_dir / "dorag_adapter.json").read_text())["method"] == "qlora"
+
+
+def test_packing_and_gradient_checkpointing_train(tmp_path, tiny_model_dir):
+    from dorag.training.sft import train_adapter
+
+    res = train_adapter(_cfg(tmp_path, tiny_model_dir, **{"training.packing": True, "training.gradient_checkpointing": True,
+                                                           "training.max_steps": 4}), EXAMPLES, EXAMPLES[:4])
+    assert res.steps == 4 and res.eval_loss_after < res.eval_loss_before
