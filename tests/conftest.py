@@ -79,3 +79,60 @@ def problems_file(tmp_path: Path) -> Path:
     path = tmp_path / "problems.jsonl"
     write_jsonl(path, load_problems("humaneval", limit=3))
     return path
+
+
+def build_tiny_embedder(path: Path, dim: int = 32, seed: int = 0) -> Path:
+    """A 1-layer random BERT sentence-transformer (mean pooling) with MiniLM's WordPiece vocabulary."""
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from dorag.retrieval.embedders import resolve_embedder
+
+    torch.manual_seed(seed)
+    raw = path.parent / f"{path.name}-hf"
+    tok = AutoTokenizer.from_pretrained(resolve_embedder("all-minilm-l6-v2"))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=dim, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=2 * dim, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(raw)
+    tok.save_pretrained(raw)
+    word = models.Transformer(str(raw), max_seq_length=128)
+    SentenceTransformer(modules=[word, models.Pooling(dim, "mean")], device="cpu").save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_embedder(tmp_path_factory.mktemp("embedder") / "tiny-st")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_embedder_dir: Path):
+    from dorag.retrieval.embedders import Embedder
+
+    return Embedder(str(tiny_embedder_dir))
+
+
+CODE_DOCS = [
+    ("math:gcd", "def gcd(a, b):\n    \"\"\"Greatest common divisor of a and b.\"\"\"\n    while b:\n        a, b = b, a % b\n    return a\n"),
+    ("strings:reverse", "def reverse(s):\n    \"\"\"Reverse a string.\"\"\"\n    return s[::-1]\n"),
+    ("io:read_json", "import json\n\ndef read_json(path):\n    \"\"\"Load a JSON file.\"\"\"\n    with open(path) as fh:\n        return json.load(fh)\n"),
+    ("net:parse_url", "from urllib.parse import urlsplit\n\ndef parse_url(url):\n    \"\"\"Split a URL into scheme, host and path.\"\"\"\n    return urlsplit(url)\n"),
+    ("lists:flatten", "def flatten(xs):\n    \"\"\"Flatten a list of lists.\"\"\"\n    return [y for x in xs for y in x]\n"),
+    ("lists:chunks", "def chunks(xs, n):\n    \"\"\"Split a list into chunks of size n.\"\"\"\n    return [xs[i:i + n] for i in range(0, len(xs), n)]\n"),
+]
+
+
+@pytest.fixture()
+def code_corpus(tmp_path: Path) -> Path:
+    """A small corpus JSONL of code documents; each id names what the function does."""
+    from dorag.core.io import write_jsonl
+
+    path = tmp_path / "corpus.jsonl"
+    extra = [(f"filler:f{i}", f"def filler_{i}(x):\n    \"\"\"Filler function number {i}.\"\"\"\n    return x * {i} + {i % 7}\n")
+             for i in range(60)]
+    write_jsonl(path, [{"id": i, "text": t, "meta": {}} for i, t in CODE_DOCS + extra])
+    return path

@@ -64,3 +64,65 @@ def test_table_corpus_jsonl_and_csv(tmp_path):
     empty.write_text("")
     with pytest.raises(DataError, match="empty corpus"):
         from_table(empty)
+
+
+def test_class_documents_summarise_the_api():
+    from dorag.data.corpus import class_documents
+
+    docs = class_documents(SRC, "store.py", "store")
+    assert [d["id"] for d in docs] == ["store:Store"]
+    text = docs[0]["text"]
+    assert text.startswith("class Store:") and "Keeps values." in text
+    assert "def get(self, key):" in text and "Return the value for key." in text
+    assert "self.data[key]" not in text  # signatures, not bodies
+    assert docs[0]["meta"]["kind"] == "class"
+
+
+def test_from_code_has_functions_methods_and_classes_with_unique_ids(tmp_path):
+    from dorag.data.corpus import from_code
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "store.py").write_text(SRC + textwrap.dedent('''
+        class Prop:
+            @property
+            def value(self):
+                return self._v
+
+            @value.setter
+            def value(self, v):
+                self._v = v
+    '''))
+    docs = from_code(pkg)
+    ids = [d["id"] for d in docs]
+    assert len(ids) == len(set(ids))
+    assert {"store:Store", "store:Store.get", "store:Prop"} <= set(ids)
+    assert sum(i.startswith("store:Prop.value") for i in ids) == 2  # getter and setter both kept
+
+
+def test_apidoc_documents_come_from_inspect():
+    from dorag.data.corpus import from_apidoc
+
+    docs = {d["id"]: d for d in from_apidoc("json")}
+    assert "apidoc:json.dumps" in docs and "apidoc:json.decoder.JSONDecoder" in docs  # where it is defined
+    assert docs["apidoc:json.dumps"]["text"].startswith("json.dumps(obj, *, skipkeys=False")
+    with pytest.raises(DataError, match="cannot import 'no_such_pkg_xyz'"):
+        from_apidoc("no_such_pkg_xyz")
+
+
+def test_codesearchnet_official_jsonl_gz(tmp_path):
+    from pathlib import Path
+
+    from dorag.data.corpus import build_corpus, from_codesearchnet
+
+    root = Path(__file__).parents[1] / "fixtures" / "codesearchnet"
+    docs = from_codesearchnet(str(root))
+    assert len(docs) == 3 and docs[0]["id"].startswith("https://github.com/example/toolkit/blob/")
+    assert docs[0]["text"].startswith("def parse_int(s):") and docs[0]["meta"]["func_name"] == "parse_int"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"repo": "x", "func_name": "f"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: a CodeSearchNet row needs"):
+        from_codesearchnet(str(bad))
+    with pytest.raises(DataError, match="not found or not recognised"):
+        build_corpus([str(tmp_path / "nope")])
+    assert len(build_corpus([f"codesearchnet:{root}", f"codesearchnet:{root}"])) == 3  # deduplicated

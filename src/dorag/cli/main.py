@@ -24,10 +24,12 @@ app = typer.Typer(
 
 def _register() -> None:
     from dorag.cli import (adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
-                           models_cmd, quickstart_cmd, train_cmd)
+                           index_cmd, models_cmd, quickstart_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(benchmarks_cmd.app, name="benchmarks")
+    app.add_typer(index_cmd.app, name="index")
+    app.command("retrieve")(index_cmd.retrieve)
     app.command("generate", context_settings={"allow_extra_args": False})(generate_cmd.generate)
     app.command("evaluate")(evaluate_cmd.evaluate)
     app.add_typer(data_cmd.app, name="data")
@@ -45,6 +47,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # bitsandbytes warns on import (via peft/sentence-transformers) about an optional CPU kernel hub download.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

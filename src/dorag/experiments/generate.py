@@ -7,6 +7,7 @@ have all their samples are skipped, and a task with only some of its samples is 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,9 @@ from dorag.data.prompts import PromptConfig, build_prompt, resolve_style, stops_
 from dorag.evaluation.benchmarks import Problem, load_problems
 from dorag.models.generator import GenerationParams, Generator
 from dorag.models.loading import ModelConfig
+from dorag.retrieval.assemble import RagConfig
+
+ContextFn = Callable[[list[Problem]], list[tuple[str | None, dict[str, Any]]]]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class GenerateConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     generation: GenerationParams = field(default_factory=GenerationParams)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    rag: RagConfig = field(default_factory=RagConfig)
 
     def check(self) -> list[str]:
         problems = []
@@ -94,6 +99,7 @@ def run_generate(
     problems: list[Problem] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     chunk_size: int | None = None,
+    contexts: ContextFn | None = None,
 ) -> GenerateResult:
     """Generate `cfg.generation.n` samples per problem not yet in the output file.
 
@@ -103,6 +109,8 @@ def run_generate(
         problems: pre-loaded problems; default loads them from `cfg`.
         on_progress: called with (problems done, problems total) after each chunk.
         chunk_size: problems per write (default: the batch size), the unit of resume.
+        contexts: retrieval: for a list of problems, each one's context text (or None) and the record
+            fields to store with its samples (the retrieved ids and scores).
     """
     if problems is None:
         problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path)
@@ -126,10 +134,11 @@ def run_generate(
     with JsonlAppender(out) as sink:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            prompts = [build_prompt(p, cfg.prompt, style) for p in part]
+            retrieved = contexts(part) if contexts else [(None, {})] * len(part)
+            prompts = [build_prompt(p, cfg.prompt, style, context=ctx) for p, (ctx, _) in zip(part, retrieved)]
             outputs = generator.generate(prompts, run_params)
             records: list[dict[str, Any]] = []
-            for prob, prompt, comps in zip(part, prompts, outputs):
+            for prob, prompt, comps, (_, extra) in zip(part, prompts, outputs, retrieved):
                 for k, c in enumerate(comps):
                     answer = prompt.response_prefix + c.text
                     records.append({
@@ -141,6 +150,7 @@ def run_generate(
                         "n_tokens": c.n_tokens,
                         "finish_reason": c.finish_reason,
                         "latency_s": round(c.latency_s, 4),
+                        **extra,
                     })
                     n_tokens += c.n_tokens
             sink.write_many(records)
@@ -159,9 +169,16 @@ def generate_stage(cfg: GenerateConfig, problems: list[Problem],
     from dorag.core.runs import RunDir
     from dorag.models.loading import load_generator
 
-    generator = load_generator(cfg.model, progress=progress) if pending(cfg, problems) else None
+    todo = pending(cfg, problems)
+    contexts = rag_contexts(cfg, progress) if cfg.rag.index else None
+    generator = load_generator(cfg.model, progress=progress) if todo else None
+    if contexts is not None and generator is not None:
+        contexts.count_tokens = token_counter(generator)
     run = RunDir.start(cfg.resolved_run_dir(), cfg, stage="generate", seed=cfg.seed)
-    result = run_generate(cfg, generator, problems, on_progress=on_progress)
+    result = run_generate(cfg, generator, problems, on_progress=on_progress, contexts=contexts)
+    if contexts is not None:
+        run.log(rag_index=cfg.rag.index, rag_top_k=cfg.rag.top_k, retrieval_s=round(contexts.seconds, 2),
+                leakage_flagged=contexts.leakage["n_flagged"])
     run.log(n_tasks=result.n_tasks, n_skipped=result.n_skipped, n_samples=result.n_generated,
             generated_tokens=result.n_tokens, wall_s=round(result.wall_s, 2), tokens_per_s=round(result.tokens_per_s, 2))
     run.finish()
@@ -183,4 +200,67 @@ def validate_inputs(cfg: GenerateConfig) -> list[Problem]:
     out = cfg.resolved_out()
     if out.exists() and out.is_dir():
         raise ConfigError(f"out: {out} is a directory; give a .jsonl file path")
+    if cfg.rag.index:
+        from dorag.retrieval.index import MANIFEST
+
+        if not (Path(cfg.rag.index) / MANIFEST).is_file():
+            raise ConfigError(f"rag.index: {cfg.rag.index} is not a dorag index (no {MANIFEST}); build one with "
+                              "dorag index build")
     return problems
+
+
+def token_counter(generator: Any) -> Callable[[str], int]:
+    """Token counts with the generator's tokenizer; about 3.5 characters a token without one (HTTP backends)."""
+    tok = getattr(generator, "tokenizer", None)
+    if tok is None:
+        return lambda text: int(len(text) / 3.5) + 1
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+_DOCSTRING = re.compile(r'("""|\'\'\')(.*?)\1', re.DOTALL)
+
+
+class RagContexts:
+    """Retrieve for a batch of problems and assemble each one's context under the token budget."""
+
+    def __init__(self, cfg: GenerateConfig, index: Any, leakage: dict[str, Any]) -> None:
+        self.cfg, self.index, self.leakage = cfg.rag, index, leakage
+        self.count_tokens: Callable[[str], int] = lambda text: int(len(text) / 3.5) + 1
+        self.seconds = 0.0
+
+    def query(self, problem: Problem) -> str:
+        if self.cfg.query == "docstring":
+            m = _DOCSTRING.search(problem["prompt"])
+            if m:
+                return m.group(2).strip()
+        return problem["prompt"].strip()
+
+    def __call__(self, problems: list[Problem]) -> list[tuple[str | None, dict[str, Any]]]:
+        from dorag.retrieval.assemble import assemble_context
+
+        t0 = time.perf_counter()
+        hits = self.index.search([self.query(p) for p in problems], self.cfg.top_k, mode=self.cfg.mode)
+        out = []
+        for row in hits:
+            docs = [{"id": h.id, "text": h.text, "meta": h.meta} for h in row]
+            context, used = assemble_context(docs, self.count_tokens, self.cfg.budget_tokens, self.cfg.order,
+                                             self.cfg.min_tokens)
+            out.append((context or None, {"retrieved": [h.id for h in row],
+                                          "retrieved_scores": [round(h.score, 5) for h in row],
+                                          "context_ids": used}))
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def rag_contexts(cfg: GenerateConfig, progress: Callable[[str], None] = lambda m: None) -> RagContexts:
+    """Open the index, refuse it if it leaks the benchmark (unless allowed), and return the context function."""
+    from dorag.experiments.indexing import leakage_for_index, refuse_leaking_index
+    from dorag.retrieval.index import RetrievalIndex
+
+    index = RetrievalIndex.load(cfg.rag.index)
+    progress(f"leakage check of {cfg.rag.index} against {cfg.problems or cfg.benchmark}")
+    report = leakage_for_index(cfg.rag.index, cfg.benchmark, cfg.problems, cfg.benchmark_path)
+    refuse_leaking_index(report, cfg.rag.allow_leakage)
+    if report["n_flagged"]:
+        log.warning("using an index with %d leaking documents (--allow-leakage)", report["n_flagged"])
+    return RagContexts(cfg, index, report)
