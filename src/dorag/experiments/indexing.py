@@ -66,6 +66,10 @@ def build(cfg: IndexBuildConfig, on_progress: Progress | None = None,
     """Run one `dorag index build` and return its figures (written to <out>/build.json too)."""
     from dorag.retrieval.index import RetrievalIndex, build_index, dir_size_bytes, embed_shard, merge_shards
 
+    from dorag.retrieval.embedders import resolve_embedder
+
+    if cfg.index.method != "bm25" and not cfg.add:
+        resolve_embedder(cfg.index.embedder, progress=progress)  # an unknown embedder fails before any work
     t0 = time.perf_counter()
     docs = load_corpus(cfg)
     t_corpus = time.perf_counter() - t0
