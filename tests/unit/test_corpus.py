@@ -31,8 +31,18 @@ def test_function_documents_carry_context_and_meta():
     docs = from_functions(extract_functions(SRC, "m.py", "m"))
     by_id = {d["id"]: d for d in docs}
     get = by_id["m:Store.get"]
-    assert get["text"].startswith("import os\n\nclass Store:\n    \"\"\"Keeps values.\"\"\"\n\ndef get(self, key):")
+    # the method sits under its class header; `import os` is dropped because the method does not use it
+    assert get["text"].startswith("class Store:\n    \"\"\"Keeps values.\"\"\"\n    def get(self, key):\n")
+    assert get["text"].endswith("        return self.data[key]\n")
     assert get["meta"]["kind"] == "method" and get["meta"]["has_docstring"] and get["meta"]["lineno"] == 7
+
+
+def test_only_the_imports_a_function_uses_are_kept():
+    from dorag.data.corpus import used_imports
+
+    imports = ["import os", "import numpy as np, sys", "from .util import a, b as bee", "from x import (y)"]
+    code = "def f():\n    return np.zeros(3), bee(os.sep)\n"
+    assert used_imports(imports, code) == ["import os", "import numpy as np", "from .util import b as bee"]
 
 
 def test_chunking_respects_the_budget_on_line_boundaries():

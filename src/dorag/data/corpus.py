@@ -11,6 +11,7 @@ import ast
 import csv
 import importlib
 import importlib.util
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,14 +24,40 @@ from dorag.data.ast_extract import FunctionRecord, dedupe_key
 Document = dict[str, Any]
 
 
+def used_imports(imports: Iterable[str], code: str) -> list[str]:
+    """The import statements that bind a name the code uses (``import os.path`` binds ``os``)."""
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code))
+    kept = []
+    for stmt in imports:
+        try:
+            node = ast.parse(stmt).body[0]
+        except (SyntaxError, IndexError):
+            continue
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        aliases = [a for a in node.names if (a.asname or a.name.split(".")[0]) in names]
+        if not aliases:
+            continue
+        if isinstance(node, ast.Import):
+            kept.append("import " + ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in aliases))
+        else:
+            mod = "." * node.level + (node.module or "")
+            kept.append(f"from {mod} import " + ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in aliases))
+    return kept
+
+
 def function_document(rec: FunctionRecord) -> Document:
-    """One function as a self-contained document: imports, class header, then the code."""
+    """One function as a self-contained document: the imports it uses, then the code; a method sits
+    indented under its class header, as in the source."""
     parts = []
-    if rec.imports:
-        parts.append("\n".join(rec.imports[:10]))
+    imports = used_imports(rec.imports, rec.code + (rec.class_context or ""))
+    if imports:
+        parts.append("\n".join(imports))
+    code = rec.code.rstrip()
     if rec.class_context:
-        parts.append(rec.class_context)
-    parts.append(rec.code.rstrip())
+        parts.append(rec.class_context.rstrip() + "\n" + textwrap.indent(code, "    "))
+    else:
+        parts.append(code)
     return {"id": rec.id, "text": "\n\n".join(parts) + "\n",
             "meta": {"path": rec.path, "module": rec.module, "qualname": rec.qualname, "lineno": rec.lineno,
                      "kind": "method" if rec.is_method else "function", "has_docstring": rec.docstring is not None}}

@@ -172,7 +172,7 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, normalize: bool = True,
-               on_progress: Callable[[int, int], None] | None = None, chunk: int = 4096) -> np.ndarray:
+               on_progress: Callable[[int, int], None] | None = None, chunk: int = 1024) -> np.ndarray:
         """Embed `texts` in chunks (the model sorts each chunk by length to pad little)."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), chunk):
