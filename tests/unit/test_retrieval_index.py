@@ -227,3 +227,28 @@ def test_refuses_to_overwrite_a_directory_that_is_not_an_index(docs, tmp_path):
     with pytest.raises(DataError, match="not a dorag index; choose another"):
         index.save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_cross_encoder_reranks_the_first_stage_candidates(docs, tmp_path):
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from dorag.retrieval.embedders import resolve_embedder
+
+    tok = AutoTokenizer.from_pretrained(resolve_embedder("all-minilm-l6-v2"))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "ce")
+    tok.save_pretrained(tmp_path / "ce")
+    index, _ = build_index(docs, IndexConfig(method="bm25"))
+    first = index.search(["flatten a list of lists"], k=5, depth=5)[0]
+    index.set_reranker(str(tmp_path / "ce"))
+    reranked = index.search(["flatten a list of lists"], k=5, depth=5)[0]
+    assert {h.id for h in reranked} == {h.id for h in first}  # same candidates, new order by CE score
+    ce = CrossEncoder(str(tmp_path / "ce"), device="cpu")
+    by_id = {h.id: h.text for h in first}
+    expected = ce.predict([("flatten a list of lists", by_id[h.id]) for h in reranked])
+    assert list(expected) == sorted(expected, reverse=True)
+    assert [h.score for h in reranked] == pytest.approx([float(x) for x in expected], abs=1e-5)
+    with pytest.raises(ConfigError, match="reranker .* could not be loaded"):
+        index.set_reranker(str(tmp_path / "missing-ce"))

@@ -31,10 +31,10 @@ def test_single_query_metrics_by_hand():
 
 def test_mean_over_queries_by_hand():
     m = evaluate_run(QRELS, RUN, ks=(1, 2))
-    assert m["recall@1"] == pytest.approx((1 / 3 + 0) / 2)
-    assert m["recall@2"] == pytest.approx((1 / 3 + 1) / 2)
-    assert m["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
-    assert m["mrr@2"] == pytest.approx((1 + 0.5) / 2)
+    assert m["recall@1"] == pytest.approx((1 / 3 + 0) / 2, abs=1e-6)
+    assert m["recall@2"] == pytest.approx((1 / 3 + 1) / 2, abs=1e-6)
+    assert m["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2, abs=1e-6)
+    assert m["mrr@2"] == pytest.approx((1 + 0.5) / 2, abs=1e-6)
     ndcg2_q1 = 1 / (2 + 1 / math.log2(3))
     ndcg2_q2 = (1 / math.log2(3)) / 1
     assert m["ndcg@2"] == pytest.approx((ndcg2_q1 + ndcg2_q2) / 2, abs=1e-6)

@@ -71,7 +71,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     if path.suffix in (".tsv", ".txt", ".csv"):
         with open(path, newline="", encoding="utf-8") as fh:
             for line, row in enumerate(csv.reader(fh, delimiter="\t" if path.suffix != ".csv" else ","), start=1):
-                if not row or (line == 1 and not _is_number(row[-1])):
+                if not row or (line == 1 and len(row) in (3, 4) and not _is_number(row[-1])):
                     continue  # header
                 if len(row) == 4:  # TREC: qid 0 docid rel
                     row = [row[0], row[2], row[3]]
