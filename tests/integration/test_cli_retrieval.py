@@ -152,3 +152,31 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(case, capsys, tmp_path,
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "new").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp directories left
+
+
+def test_sharded_build_then_merge_equals_a_direct_build(capsys, tmp_path, code_corpus, tiny_embedder_dir):
+    common = ["--corpus", code_corpus, "--embedder", tiny_embedder_dir]
+    out = tmp_path / "sharded"
+    for i in (0, 1):
+        code, stdout, err = run(capsys, "index", "build", *common, "--out", out, "--shard-id", i, "--num-shards", 2)
+        assert code == 0, err
+        assert json.loads(stdout)["shard"].endswith(f"shard-0000{i}-of-00002.npy")
+    assert not out.exists()  # shards only, no index yet
+    code, _, err = run(capsys, "index", "build", *common, "--out", out, "--from-shards")
+    assert code == 0, err
+    code, _, err = run(capsys, "index", "build", *common, "--out", tmp_path / "direct")
+    assert code == 0, err
+    q = ["greatest common divisor", "read a json file"]
+    got = [run(capsys, "retrieve", text, "--index", d, "-k", "5", "--json")[1] for d in (out, tmp_path / "direct") for text in q]
+    ids = [[h["id"] for h in json.loads(g)["hits"]] for g in got]
+    assert ids[:2] == ids[2:]
+
+
+def test_add_puts_only_new_documents_into_an_existing_index(capsys, tmp_path, built, code_corpus):
+    bigger = tmp_path / "bigger.jsonl"
+    write_jsonl(bigger, read_jsonl(code_corpus) + [{"id": "new:doc", "text": "def brand_new_function():\n    pass\n"}])
+    code, out, err = run(capsys, "index", "build", "--corpus", bigger, "--out", built, "--add")
+    assert code == 0, err
+    assert json.loads(out)["added"] == 1 and json.loads(out)["n_docs"] == 67
+    code, out, _ = run(capsys, "retrieve", "brand_new_function", "--index", built, "--mode", "bm25", "-k", "1")
+    assert "new:doc" in out

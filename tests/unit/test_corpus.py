@@ -54,6 +54,23 @@ def test_chunking_respects_the_budget_on_line_boundaries():
     assert chunk(doc, max_units=1000) == [doc]
 
 
+def test_code_chunks_repeat_the_header_and_cut_between_statements():
+    body = []
+    for i in range(12):
+        body += [f"    if x == {i}:", f"        total = call_{i}(", "            a,", "            b,", "        )"]
+    text = "import os\n\ndef big(x):\n" + "\n".join(body) + "\n    return total\n"
+    pieces = chunk({"id": "m:big", "text": text, "meta": {}}, max_units=40)
+    assert len(pieces) > 2
+    for i, p in enumerate(pieces):
+        assert len(p["text"].split()) <= 40
+        lines = p["text"].splitlines()
+        assert lines[:3] == ["import os", "", "def big(x):"]
+        if i:
+            assert lines[3] == "    # ..." and lines[4].startswith("    if x ==")  # starts at a statement
+    rebuilt = pieces[0]["text"] + "".join(p["text"].split("    # ...\n", 1)[1] for p in pieces[1:])
+    assert rebuilt == text
+
+
 def test_dedupe_drops_whitespace_variants():
     docs = [{"id": "a", "text": "x  = 1"}, {"id": "b", "text": "x = 1"}, {"id": "c", "text": "y = 2"}]
     assert [d["id"] for d in dedupe(docs)] == ["a", "c"]

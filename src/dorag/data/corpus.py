@@ -63,23 +63,66 @@ def function_document(rec: FunctionRecord) -> Document:
                      "kind": "method" if rec.is_method else "function", "has_docstring": rec.docstring is not None}}
 
 
-def chunk(doc: Document, max_units: int, count: Callable[[str], int] = lambda s: len(s.split())) -> list[Document]:
-    """Split a document on line boundaries so each piece stays within `max_units` (words by default,
-    or tokens with a tokenizer's length function). A single over-long line is kept whole."""
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _header(lines: list[str]) -> list[str]:
+    """The lines up to and including the first ``def``/``class`` line: the context every chunk repeats."""
+    for i, line in enumerate(lines[:40]):
+        if line.lstrip().startswith(("def ", "async def ", "class ")):
+            return lines[: i + 1]
+    return []
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def chunk(doc: Document, max_units: int, count: Callable[[str], int] = words) -> list[Document]:
+    """Split a document into pieces of at most `max_units` (words by default, or tokens with a
+    tokenizer's length function), code-aware:
+
+    - cuts fall on line boundaries, preferably before a statement at the body's outermost indentation
+      (not inside a nested block or a bracketed continuation) when that keeps at least half a piece;
+    - every piece after the first starts with the document's header (imports, class line, ``def`` line)
+      and a ``# ...`` marker, so a retrieved chunk still says which function it comes from.
+    A single over-long line is kept whole.
+    """
     if count(doc["text"]) <= max_units:
         return [doc]
-    pieces, current, size = [], [], 0
-    for line in doc["text"].splitlines(keepends=True):
+    lines = doc["text"].splitlines(keepends=True)
+    header = _header(lines)
+    body = lines[len(header):] if header else lines
+    base = min((_indent(l) for l in body if l.strip()), default=0)
+    prefix = "".join(header) + (" " * base + "# ...\n" if header else "")
+    prefix_cost = count(prefix) if header else 0
+    pieces: list[list[str]] = []
+    current: list[str] = list(header)
+    size = count("".join(header)) if header else 0
+    good_break = -1  # index in `current` before which a cut is clean
+    depth = 0  # open brackets: a line inside a bracketed continuation is never a clean break
+    for line in body:
         n = count(line)
-        if current and size + n > max_units:
-            pieces.append("".join(current))
-            current, size = [], 0
+        budget = max_units - (prefix_cost if pieces else 0)
+        if current and size + n > budget and len(current) > (len(header) if not pieces else 0):
+            if good_break > len(current) // 2:
+                keep, carry = current[:good_break], current[good_break:]
+            else:
+                keep, carry = current, []
+            pieces.append(keep)
+            current, size = list(carry), count("".join(carry)) if carry else 0
+            good_break = -1
+        if line.strip() and depth == 0 and _indent(line) <= base and current:
+            good_break = len(current)
         current.append(line)
         size += n
+        depth = max(0, depth + sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}"))
     if current:
-        pieces.append("".join(current))
+        pieces.append(current)
+    texts = ["".join(p) if i == 0 or not header else prefix + "".join(p) for i, p in enumerate(pieces)]
     return [{"id": f"{doc['id']}#{i}", "text": text, "meta": {**doc.get("meta", {}), "chunk": i, "parent": doc["id"]}}
-            for i, text in enumerate(pieces)]
+            for i, text in enumerate(texts)]
 
 
 def dedupe(docs: Iterable[Document]) -> Iterator[Document]:
@@ -91,8 +134,9 @@ def dedupe(docs: Iterable[Document]) -> Iterator[Document]:
             yield d
 
 
-def from_functions(records: Iterable[FunctionRecord], max_units: int = 400) -> list[Document]:
-    docs = (piece for rec in records for piece in chunk(function_document(rec), max_units))
+def from_functions(records: Iterable[FunctionRecord], max_units: int = 400,
+                   count: Callable[[str], int] = words) -> list[Document]:
+    docs = (piece for rec in records for piece in chunk(function_document(rec), max_units, count))
     return unique_ids(dedupe(docs))
 
 
@@ -183,13 +227,13 @@ def package_dir(name: str) -> Path:
 
 
 def from_code(root: str | Path, exclude: Iterable[str] = ("test", "tests"), max_units: int = 400,
-              classes: bool = True) -> list[Document]:
+              classes: bool = True, count: Callable[[str], int] = words) -> list[Document]:
     """Functions, methods and (optionally) classes of every .py file under `root`."""
     from dorag.data.ast_extract import extract_from_tree, iter_python_files, module_name
 
     root = Path(root)
     docs: list[Document] = [piece for rec in extract_from_tree(root, exclude)
-                            for piece in chunk(function_document(rec), max_units)]
+                            for piece in chunk(function_document(rec), max_units, count)]
     if classes:
         base = root if root.is_dir() else root.parent
         for path in iter_python_files(root, exclude):
@@ -197,14 +241,14 @@ def from_code(root: str | Path, exclude: Iterable[str] = ("test", "tests"), max_
                 source = path.read_text(encoding="utf-8")
             except (UnicodeDecodeError, OSError):
                 continue
-            docs += [p for d in class_documents(source, str(path), module_name(path, base)) for p in chunk(d, max_units)]
+            docs += [p for d in class_documents(source, str(path), module_name(path, base)) for p in chunk(d, max_units, count)]
     return unique_ids(dedupe(docs))
 
 
-def from_stdlib(max_units: int = 400, classes: bool = True) -> list[Document]:
+def from_stdlib(max_units: int = 400, classes: bool = True, count: Callable[[str], int] = words) -> list[Document]:
     from dorag.data.ast_extract import STDLIB_EXCLUDE, stdlib_root
 
-    return from_code(stdlib_root(), STDLIB_EXCLUDE, max_units, classes)
+    return from_code(stdlib_root(), STDLIB_EXCLUDE, max_units, classes, count)
 
 
 def from_apidoc(package: str, max_members: int = 100_000) -> list[Document]:
@@ -312,24 +356,26 @@ SOURCE_HELP = ("stdlib, package:NAME, apidoc:PACKAGE, codesearchnet:DIR|FILE|LAN
                "or a JSONL/CSV file with id,text")
 
 
-def build_corpus(sources: Sequence[str], max_units: int = 400, classes: bool = True) -> list[Document]:
-    """Documents from every source, chunked, deduplicated across sources, with unique ids."""
+def build_corpus(sources: Sequence[str], max_units: int = 400, classes: bool = True,
+                 count: Callable[[str], int] = words) -> list[Document]:
+    """Documents from every source, chunked to `max_units` (as measured by `count`: words, or an
+    embedder's tokens), deduplicated across sources, with unique ids."""
     docs: list[Document] = []
     for src in sources:
         if src == "stdlib":
-            docs += from_stdlib(max_units, classes)
+            docs += from_stdlib(max_units, classes, count)
         elif src.startswith("package:"):
-            docs += from_code(package_dir(src.split(":", 1)[1]), max_units=max_units, classes=classes)
+            docs += from_code(package_dir(src.split(":", 1)[1]), max_units=max_units, classes=classes, count=count)
         elif src.startswith("apidoc:"):
-            docs += [p for d in from_apidoc(src.split(":", 1)[1]) for p in chunk(d, max_units)]
+            docs += [p for d in from_apidoc(src.split(":", 1)[1]) for p in chunk(d, max_units, count)]
         elif src.startswith("codesearchnet:"):
-            docs += [p for d in from_codesearchnet(src.split(":", 1)[1]) for p in chunk(d, max_units)]
+            docs += [p for d in from_codesearchnet(src.split(":", 1)[1]) for p in chunk(d, max_units, count)]
         elif Path(src).is_dir():
-            docs += from_code(src, max_units=max_units, classes=classes)
+            docs += from_code(src, max_units=max_units, classes=classes, count=count)
         elif Path(src).is_file() and Path(src).suffix in (".jsonl", ".csv", ".gz"):
-            docs += [p for d in from_table(src) for p in chunk(d, max_units)]
+            docs += [p for d in from_table(src) for p in chunk(d, max_units, count)]
         elif Path(src).is_file() and Path(src).suffix == ".py":
-            docs += from_code(src, max_units=max_units, classes=classes)
+            docs += from_code(src, max_units=max_units, classes=classes, count=count)
         else:
             raise DataError(f"corpus source {src!r} not found or not recognised; give {SOURCE_HELP}")
     docs = unique_ids(dedupe(docs))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dorag.core.config import option
 from dorag.core.errors import ConfigError, DataError
@@ -27,7 +27,9 @@ class IndexBuildConfig:
     out: str | None = option(None, "index directory to write")
     corpus: str | None = option(None, "corpus JSONL (id, text, meta); default: build one from `sources`")
     sources: tuple[str, ...] = option(("stdlib",), "corpus sources when no corpus file is given (see dorag data corpus)")
-    max_units: int = option(400, "chunk documents longer than this many words")
+    max_units: int = option(400, "chunk documents longer than this many units (see chunk_unit)")
+    chunk_unit: Literal["words", "tokens"] = option(
+        "words", "words, or the embedder's tokens (max_units is then capped at its max_seq_length, so nothing is truncated)")
     classes: bool = option(True, "add one document per class (header, docstring, method signatures)")
     add: bool = option(False, "add the corpus's new documents to the existing index at `out` instead of rebuilding")
     shard_id: int | None = option(None, "embed only this shard of the corpus (with num_shards); merge later")
@@ -58,7 +60,19 @@ def load_corpus(cfg: IndexBuildConfig) -> list[dict[str, Any]]:
 
     if cfg.corpus:
         return read_corpus(cfg.corpus)
+    if cfg.chunk_unit == "tokens":
+        count, limit = embedder_token_counter(cfg.index.embedder, cfg.index.max_seq_length)
+        return build_corpus(cfg.sources, min(cfg.max_units, limit), cfg.classes, count)
     return build_corpus(cfg.sources, cfg.max_units, cfg.classes)
+
+
+def embedder_token_counter(name: str, max_seq_length: int | None) -> tuple[Callable[[str], int], int]:
+    """Token counts by the embedder's own tokenizer, and the most tokens it embeds (less [CLS]/[SEP])."""
+    from dorag.retrieval.embedders import Embedder
+
+    emb = Embedder(name, max_seq_length=max_seq_length)
+    tok = emb.model.tokenizer
+    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), emb.max_seq_length - 2
 
 
 def build(cfg: IndexBuildConfig, on_progress: Progress | None = None,

@@ -35,6 +35,8 @@ class RagConfig:
             problems.append(f"top_k: must be at least 1, got {self.top_k}")
         if self.budget_tokens < 1:
             problems.append(f"budget_tokens: must be at least 1, got {self.budget_tokens}")
+        if self.mode not in (None, "dense", "bm25", "hybrid"):
+            problems.append(f"mode: must be dense, bm25 or hybrid, got {self.mode!r}")
         return problems
 
 

@@ -152,7 +152,8 @@ class Embedder:
     """A sentence-transformers model that turns texts into float32 row vectors."""
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, *, cache_dir: str | Path | None = None, device: str | None = None,
-                 max_seq_length: int | None = None, progress: Callable[[str], None] = lambda m: None) -> None:
+                 max_seq_length: int | None = None, dtype: str = "float32",
+                 progress: Callable[[str], None] = lambda m: None) -> None:
         self.name = canonical_name(name)
         self.path = resolve_embedder(name, cache_dir, progress)
         try:
@@ -163,6 +164,13 @@ class Embedder:
                              "packaged embedder (all-minilm-l6-v2, all-mpnet-base-v2) or a local path") from None
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ModelError(f"embedder dtype: choose float32, bfloat16 or float16, got {dtype!r}")
+        self.dtype = dtype
+        if dtype != "float32":
+            import torch
+
+            self.model = self.model.to(getattr(torch, dtype))
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self._fingerprint: list[float] | None = None
@@ -192,7 +200,8 @@ class Embedder:
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.name, "dim": self.dim, "fingerprint": self.fingerprint(), "max_seq_length": self.max_seq_length}
+        return {"id": self.name, "dim": self.dim, "fingerprint": self.fingerprint(), "max_seq_length": self.max_seq_length,
+                "dtype": self.dtype}
 
 
 def same_fingerprint(a: Sequence[float], b: Sequence[float], tol: float = 2e-3) -> bool:
