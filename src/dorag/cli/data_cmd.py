@@ -33,7 +33,7 @@ def prepare(
 @app.command("corpus")
 def corpus(
     source: Optional[List[str]] = typer.Option(None, help="stdlib (default), package:NAME, apidoc:PACKAGE, "
-                                               "codesearchnet:DIR|LANG, a directory or a JSONL/CSV file; repeatable"),
+                                               "codesearchnet:DIR|LANG, unseen-api, a directory or a JSONL/CSV file; repeatable"),
     out: str = typer.Option(..., "--out", "-o", help="corpus JSONL to write (id, text, meta)"),
     max_units: int = typer.Option(400, help="chunk documents longer than this many words"),
     classes: bool = typer.Option(True, help="add one document per class"),
@@ -41,9 +41,9 @@ def corpus(
 ) -> None:
     """Build a retrieval corpus from code or text sources (chunked, deduplicated, unique ids)."""
     from dorag.core.io import write_jsonl
-    from dorag.data.corpus import build_corpus
+    from dorag.experiments.indexing import corpus_from_sources
 
-    docs = build_corpus(source or ["stdlib"], max_units, classes)
+    docs = corpus_from_sources(source or ["stdlib"], max_units, classes)
     if exclude_leaking:
         from dorag.data.leakage import LeakageChecker, drop_leaking
         from dorag.evaluation.benchmarks import load_problems

@@ -94,6 +94,12 @@ def _ds1000(path: str | None = None) -> list[Problem]:
     return validate_problems(list(enumerate(load_ds1000(path), start=1)), "ds1000")
 
 
+def _unseen_api(path: str | None = None) -> list[Problem]:
+    from dorag.evaluation.unseen_api import load_problems as load_unseen
+
+    return validate_problems(list(enumerate(load_unseen(path), start=1)), "unseen-api")
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "humaneval": Benchmark(
         name="humaneval",
@@ -121,6 +127,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         load=_ds1000,
         source="hub xlangai/DS-1000, or --benchmark-path ds1000.jsonl",
         offline=False,
+    ),
+    "unseen-api": Benchmark(
+        name="unseen-api",
+        description="89 tasks against zorbel, a time-series library written for dorag (no model has seen it)",
+        load=_unseen_api,
+        source="ships with dorag (dorag/evaluation/unseen_api); RAG corpus: dorag data corpus --source unseen-api",
     ),
 }
 

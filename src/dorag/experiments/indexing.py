@@ -54,16 +54,39 @@ class IndexBuildConfig:
         return Path(self.shards_dir) if self.shards_dir else Path(f"{str(self.out).rstrip('/')}.shards")
 
 
+def benchmark_corpus(name: str) -> list[dict[str, Any]]:
+    """The documentation corpus that ships with a benchmark (source ``unseen-api``)."""
+    from dorag.evaluation.unseen_api import corpus
+
+    if name != "unseen-api":
+        raise DataError(f"no corpus ships with benchmark {name!r}")
+    return corpus()
+
+
+def corpus_from_sources(sources: Sequence[str], max_units: int = 400, classes: bool = True,
+                        count: Callable[[str], int] | None = None) -> list[dict[str, Any]]:
+    """`build_corpus` plus the benchmark corpora (``unseen-api``), deduplicated together."""
+    from dorag.data.corpus import build_corpus, dedupe, unique_ids, words
+
+    count = count or words
+    plain = [s for s in sources if s != "unseen-api"]
+    docs = build_corpus(plain, max_units, classes, count) if plain else []
+    if "unseen-api" in sources:
+        from dorag.data.corpus import chunk
+
+        docs += [p for d in benchmark_corpus("unseen-api") for p in chunk(d, max_units, count)]
+    return unique_ids(dedupe(docs))
+
+
 def load_corpus(cfg: IndexBuildConfig) -> list[dict[str, Any]]:
-    from dorag.data.corpus import build_corpus
     from dorag.retrieval.index import read_corpus
 
     if cfg.corpus:
         return read_corpus(cfg.corpus)
     if cfg.chunk_unit == "tokens":
         count, limit = embedder_token_counter(cfg.index.embedder, cfg.index.max_seq_length)
-        return build_corpus(cfg.sources, min(cfg.max_units, limit), cfg.classes, count)
-    return build_corpus(cfg.sources, cfg.max_units, cfg.classes)
+        return corpus_from_sources(cfg.sources, min(cfg.max_units, limit), cfg.classes, count)
+    return corpus_from_sources(cfg.sources, cfg.max_units, cfg.classes)
 
 
 def embedder_token_counter(name: str, max_seq_length: int | None) -> tuple[Callable[[str], int], int]:
