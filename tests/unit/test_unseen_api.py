@@ -111,3 +111,33 @@ def test_no_task_solution_leaks_into_the_corpus(problems):
 
     findings = LeakageChecker(problems).scan(corpus())
     assert [f for f in findings if f["kind"] == "solution"] == []
+
+
+# ---------------------------------------------------------------- the version-shift variant (numpy 2.x)
+
+LEGACY = {  # what a model trained before numpy 2.0 writes, for the tasks a name swap cannot express
+    "float_view": "    return np.array(values, copy=False, dtype=np.float64)\n",
+    "row_ranges": "    return np.asarray(a).ptp(axis=1)\n",
+    "array_bytes": "    return np.asarray(a).tostring()\n",
+    "with_item": "    b = np.array(a, copy=True)\n    b.itemset(index, value)\n    return b\n",
+    "bool_array": "    return np.array(values, dtype=np.bool8)\n",
+    "as_matrix": "    return np.mat(rows)\n",
+}
+
+
+def legacy_solution(p) -> str:
+    if p["entry_point"] in LEGACY:
+        return LEGACY[p["entry_point"]]
+    new = next(a for a in p["meta"]["apis"] if f"np.{a}" in p["canonical_solution"])
+    return re.sub(rf"np\.{new}\b", f"np.{p['meta']['removed'][0]}", p["canonical_solution"])
+
+
+def test_shift_variant_new_spellings_pass_and_removed_ones_fail(sandbox, tmp_path):
+    shift = load_problems("unseen-api-shift")
+    assert len(shift) >= 20
+    results, summary = run(shift, [p["canonical_solution"] for p in shift], sandbox, tmp_path / "new")
+    assert [(r["task_id"], r["detail"]) for r in results if not r["passed"]] == []
+    legacy = [legacy_solution(p) for p in shift]
+    assert all(l != p["canonical_solution"] for l, p in zip(legacy, shift))
+    results, _ = run(shift, legacy, sandbox, tmp_path / "old")
+    assert [r["task_id"] for r in results if r["passed"]] == []

@@ -302,7 +302,7 @@ def from_apidoc(package: str, max_members: int = 100_000) -> list[Document]:
                 for mname, member in vars(obj).items():
                     if not mname.startswith("_") and (inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod))):
                         entry(f"{mod.__name__}.{name}.{mname}", getattr(obj, mname), mod.__name__, "method")
-            elif inspect.isfunction(obj) or inspect.isbuiltin(obj):
+            elif callable(obj) and not inspect.ismodule(obj):  # functions, builtins, ufuncs, dispatchers
                 entry(f"{mod.__name__}.{name}", obj, mod.__name__, "function")
             if len(docs) >= max_members:
                 return docs

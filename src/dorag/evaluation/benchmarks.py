@@ -100,6 +100,12 @@ def _unseen_api(path: str | None = None) -> list[Problem]:
     return validate_problems(list(enumerate(load_unseen(path), start=1)), "unseen-api")
 
 
+def _unseen_api_shift(path: str | None = None) -> list[Problem]:
+    from dorag.evaluation.unseen_api import load_shift_problems
+
+    return validate_problems(list(enumerate(load_shift_problems(path), start=1)), "unseen-api-shift")
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "humaneval": Benchmark(
         name="humaneval",
@@ -133,6 +139,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         description="89 tasks against zorbel, a time-series library written for dorag (no model has seen it)",
         load=_unseen_api,
         source="ships with dorag (dorag/evaluation/unseen_api); RAG corpus: dorag data corpus --source unseen-api",
+    ),
+    "unseen-api-shift": Benchmark(
+        name="unseen-api-shift",
+        description="22 numpy tasks whose pre-2.0 spelling (np.trapz, np.in1d, np.float_...) fails on numpy 2.x",
+        load=_unseen_api_shift,
+        source="ships with dorag; needs numpy>=2; RAG corpus: dorag data corpus --source apidoc:numpy",
     ),
 }
 

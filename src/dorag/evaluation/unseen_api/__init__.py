@@ -84,6 +84,35 @@ def load_problems(path: str | None = None) -> list[dict[str, Any]]:
     return [build_problem(i, t) for i, t in enumerate(TASKS)]
 
 
+def build_shift_problem(i: int, task: Any) -> dict[str, Any]:
+    import numpy as np
+
+    doc = textwrap.fill(task.doc, width=88, subsequent_indent="    ")
+    examples = [e for e in (_example(task.entry, t) for t in task.tests[:1]) if e]
+    body = doc + ("\n\n" + "\n".join(textwrap.indent(e, "    ") for e in examples) if examples else "")
+    prompt = f"import numpy as np\n\n\ndef {task.entry}({task.params}):\n    \"\"\"{body}\n    \"\"\"\n"
+    test = "import numpy as np\n\n\ndef check(candidate):\n" + "".join(f"    assert {t}\n" for t in task.tests)
+    return {"task_id": f"{TASK_PREFIX}Shift/{i}", "prompt": prompt, "canonical_solution": "    " + task.body.strip("\n") + "\n",
+            "test": test, "entry_point": task.entry,
+            "meta": {"library": "numpy", "library_version": np.__version__, "apis": list(task.apis),
+                     "removed": list(task.old), "difficulty": "single"}}
+
+
+def load_shift_problems(path: str | None = None) -> list[dict[str, Any]]:
+    """The version-shift variant (numpy 2.x removals); refuses to run on numpy 1.x, where it measures nothing."""
+    import numpy as np
+
+    from dorag.core.errors import DataError
+    from dorag.evaluation.unseen_api.shift_tasks import SHIFT_TASKS
+
+    if path is not None:
+        raise DataError("unseen-api-shift ships with dorag; it takes no --benchmark-path")
+    if int(np.__version__.split(".")[0]) < 2:
+        raise DataError(f"unseen-api-shift needs numpy>=2.0 (installed: {np.__version__}): on numpy 1.x the removed "
+                        "APIs still work and the variant measures nothing; pip install 'numpy>=2'")
+    return [build_shift_problem(i, t) for i, t in enumerate(SHIFT_TASKS)]
+
+
 # ---------------------------------------------------------------- documentation and corpus
 
 def api_names(mod: types.ModuleType | None = None) -> list[str]:
