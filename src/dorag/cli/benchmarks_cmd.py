@@ -28,3 +28,19 @@ def export(
 
     n = write_jsonl(out, load_problems(name, None, limit))
     print(f"wrote {n} problems to {out}")
+
+
+@app.command("qrels")
+def qrels(
+    name: str = typer.Argument(..., help="unseen-api or unseen-api-shift"),
+    out: str = typer.Option(..., "--out", help="directory for queries.jsonl and qrels/test.tsv (BEIR layout)"),
+    query: str = typer.Option("prompt", help="what each query is: the task's prompt or only its docstring"),
+) -> None:
+    """Write a benchmark's task -> API-document relevance judgements, to score retrieval with
+    `dorag index evaluate` against an index over the benchmark's corpus."""
+    from dorag.experiments.indexing import benchmark_qrels
+    from dorag.data.qrels import write_beir
+
+    queries, rels = benchmark_qrels(name, query)
+    write_beir(out, [], queries, rels)
+    print(f"wrote {len(queries)} queries and {sum(len(v) for v in rels.values())} judgements to {out}")

@@ -34,8 +34,11 @@ def build(
         "out": out, "corpus": corpus, "sources": source or None, "index.method": method, "index.faiss": faiss,
         "index.embedder": embedder, "add": add or None, "shard_id": shard_id, "num_shards": num_shards,
         "from_shards": from_shards or None}, overrides or [])
-    with progress_bar("embed", unit="doc") as update:
-        figures = run_build(cfg, on_progress=update, progress=echo)
+    if cfg.index.method == "bm25" and cfg.shard_id is None:
+        figures = run_build(cfg, progress=echo)  # nothing to embed: no progress bar
+    else:
+        with progress_bar("embed", unit="doc") as update:
+            figures = run_build(cfg, on_progress=update, progress=echo)
     print(json.dumps(figures, indent=2))
 
 

@@ -49,7 +49,8 @@ def docstring_pairs(records: Iterable[FunctionRecord], n_queries: int = 500, n_d
 def write_beir(out_dir: str | Path, corpus: list[dict[str, Any]], queries: list[dict[str, Any]],
                qrels: dict[str, dict[str, int]]) -> Path:
     out = Path(out_dir)
-    write_jsonl(out / "corpus.jsonl", corpus)
+    if corpus:
+        write_jsonl(out / "corpus.jsonl", corpus)
     write_jsonl(out / "queries.jsonl", queries)
     lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, docs in qrels.items() for d, r in docs.items()]
     write_text_atomic(out / "qrels" / "test.tsv", "\n".join(lines) + "\n")

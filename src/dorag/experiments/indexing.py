@@ -63,6 +63,36 @@ def benchmark_corpus(name: str) -> list[dict[str, Any]]:
     return corpus()
 
 
+def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """BEIR queries and qrels mapping each task of `name` to the documents of the APIs it needs.
+
+    unseen-api: the library's source and reference documents (corpus `unseen-api`); unseen-api-shift:
+    numpy's API documents (corpus `apidoc:numpy`; a chunked document counts through its first chunk).
+    """
+    import re as _re
+
+    from dorag.evaluation.benchmarks import load_problems
+
+    problems = load_problems(name)
+    if name == "unseen-api":
+        from dorag.evaluation.unseen_api import qrels as unseen_qrels
+
+        rels = unseen_qrels(problems)
+    elif name == "unseen-api-shift":
+        rels = {p["task_id"]: {f"apidoc:numpy.{a.replace('ndarray.', 'ndarray.')}": 1 for a in p["meta"]["apis"]}
+                for p in problems}
+    else:
+        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift do)")
+
+    def text(p: dict[str, Any]) -> str:
+        if query == "docstring":
+            m = _re.search(r'"""(.*?)"""', p["prompt"], _re.DOTALL)
+            return m.group(1).strip() if m else p["prompt"]
+        return p["prompt"].strip()
+
+    return [{"_id": p["task_id"], "text": text(p)} for p in problems], rels
+
+
 def corpus_from_sources(sources: Sequence[str], max_units: int = 400, classes: bool = True,
                         count: Callable[[str], int] | None = None) -> list[dict[str, Any]]:
     """`build_corpus` plus the benchmark corpora (``unseen-api``), deduplicated together."""

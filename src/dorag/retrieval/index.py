@@ -458,15 +458,21 @@ def _read_faiss(path: Path) -> Any:
         raise DataError(f"{path}: corrupt index file ({reason}); rebuild with dorag index build") from None
 
 
-def _build_bm25(texts: Sequence[str], params: dict[str, Any]) -> Any:
+def _bm25s() -> Any:
     bm25s = require("bm25s", extra="rag")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger when imported
+    return bm25s
+
+
+def _build_bm25(texts: Sequence[str], params: dict[str, Any]) -> Any:
+    bm25s = _bm25s()
     retriever = bm25s.BM25(k1=params["k1"], b=params["b"])
     retriever.index([code_tokens(t) or ["<empty>"] for t in texts], show_progress=False)
     return retriever
 
 
 def _read_bm25(path: Path) -> Any:
-    bm25s = require("bm25s", extra="rag")
+    bm25s = _bm25s()
     if not path.is_dir():
         raise DataError(f"{path}: BM25 index missing; rebuild with dorag index build")
     try:
