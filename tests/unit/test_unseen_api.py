@@ -141,3 +141,10 @@ def test_shift_variant_new_spellings_pass_and_removed_ones_fail(sandbox, tmp_pat
     assert all(l != p["canonical_solution"] for l, p in zip(legacy, shift))
     results, _ = run(shift, legacy, sandbox, tmp_path / "old")
     assert [r["task_id"] for r in results if r["passed"]] == []
+
+
+def test_committed_reference_page_is_current():
+    from pathlib import Path
+
+    committed = (Path(__file__).parents[2] / "docs" / "zorbel-reference.md").read_text()
+    assert committed == reference_page(), "regenerate: python -m dorag.evaluation.unseen_api reference > docs/zorbel-reference.md"
