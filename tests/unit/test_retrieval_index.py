@@ -252,3 +252,31 @@ def test_cross_encoder_reranks_the_first_stage_candidates(docs, tmp_path):
     assert [h.score for h in reranked] == pytest.approx([float(x) for x in expected], abs=1e-5)
     with pytest.raises(ConfigError, match="reranker .* could not be loaded"):
         index.set_reranker(str(tmp_path / "missing-ce"))
+
+
+def test_search_moves_to_the_gpu_when_faiss_gpu_sees_one(docs, tiny_embedder, tiny_embedder_dir, tmp_path, monkeypatch):
+    import faiss
+
+    index, _ = build_index(docs, cfg_for(tiny_embedder_dir), embedder=tiny_embedder)
+    cpu_hits = [h.id for h in index.search(["greatest common divisor"], k=3)[0]]
+    copies = []
+
+    class FakeGpuIndex:  # stands in for faiss.GpuIndexFlatIP: same search, counted
+        def __init__(self, cpu):
+            self.cpu, self.ntotal = cpu, cpu.ntotal
+            copies.append(self)
+
+        def search(self, x, k):
+            return self.cpu.search(x, k)
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", FakeGpuIndex, raising=False)
+    assert [h.id for h in index.search(["greatest common divisor"], k=3)[0]] == cpu_hits
+    index.search(["again"], k=3)
+    assert len(copies) == 1  # copied once, reused
+    index.save(tmp_path / "idx")  # the CPU index is what is written
+    assert RetrievalIndex.load(tmp_path / "idx").dense.ntotal == len(docs)
+    monkeypatch.setenv("DORAG_FAISS_GPU", "0")
+    index._gpu = None
+    index.search(["x"], k=1)
+    assert len(copies) == 1

@@ -228,6 +228,7 @@ class RetrievalIndex:
         self._embedder = embedder
         self.path = path
         self.reranker: Any = None
+        self._gpu: Any = None  # a GPU copy of `dense` for search, when faiss-gpu sees a GPU
 
     # -- properties
     @property
@@ -302,7 +303,14 @@ class RetrievalIndex:
         params = self.manifest.get("faiss") or {}
         set_search_params(self.dense, nprobe if nprobe is not None else params.get("nprobe"),
                           ef_search if ef_search is not None else params.get("ef_search"))
-        scores, ids = self.dense.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        index = self.dense
+        if self.dense.ntotal and gpu_enabled():
+            if self._gpu is None or self._gpu.ntotal != self.dense.ntotal:
+                self._gpu = to_gpu(self.dense)
+            if self._gpu is not False:
+                index = self._gpu
+                set_search_params(index, nprobe if nprobe is not None else params.get("nprobe"), None)
+        scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return scores, ids
 
     def _dense(self, queries: Sequence[str], k: int, nprobe: int | None, ef_search: int | None) -> list[list[tuple[int, float]]]:
@@ -421,6 +429,25 @@ class RetrievalIndex:
         self.manifest["corpus"] = {"n_docs": len(self.docs), "sha256": corpus_hash(self.docs)}
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return len(new_docs)
+
+
+def gpu_enabled() -> bool:
+    """faiss-gpu with at least one visible GPU, unless DORAG_FAISS_GPU=0."""
+    if os.environ.get("DORAG_FAISS_GPU") == "0":
+        return False
+    faiss = _faiss()
+    return bool(getattr(faiss, "get_num_gpus", lambda: 0)())
+
+
+def to_gpu(index: Any) -> Any:
+    """A GPU copy of a CPU index for search (flat and IVF types), or False when this type has no GPU
+    version (HNSW): the CPU index keeps serving, and saving always writes the CPU index."""
+    faiss = _faiss()
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except (RuntimeError, AttributeError) as exc:
+        log.info("FAISS index stays on CPU: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return False
 
 
 def check_k(k: int) -> None:
