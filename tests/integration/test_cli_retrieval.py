@@ -180,3 +180,22 @@ def test_add_puts_only_new_documents_into_an_existing_index(capsys, tmp_path, bu
     assert json.loads(out)["added"] == 1 and json.loads(out)["n_docs"] == 67
     code, out, _ = run(capsys, "retrieve", "brand_new_function", "--index", built, "--mode", "bm25", "-k", "1")
     assert "new:doc" in out
+
+
+def test_unseen_api_end_to_end_with_its_corpus(capsys, tmp_path, tiny_model_dir):
+    corpus = tmp_path / "unseen.jsonl"
+    assert run(capsys, "data", "corpus", "--source", "unseen-api", "--out", corpus)[0] == 0
+    assert run(capsys, "index", "build", "--corpus", corpus, "--out", tmp_path / "idx", "--method", "bm25")[0] == 0
+    code, out, err = run(capsys, "benchmarks", "qrels", "unseen-api", "--out", tmp_path / "q")
+    assert code == 0, err
+    code, out, err = run(capsys, "index", "evaluate", "--index", tmp_path / "idx", "--queries", tmp_path / "q" / "queries.jsonl",
+                         "--qrels", tmp_path / "q" / "qrels" / "test.tsv")
+    assert code == 0, err
+    assert json.loads(out)["n_queries"] == 89 and json.loads(out)["metrics"]["recall@10"] > 0.5
+    code, _, err = run(capsys, "generate", "--benchmark", "unseen-api", "--limit", "2", "--model", tiny_model_dir,
+                       "--max-new-tokens", "4", "--rag-index", tmp_path / "idx", "--top-k", "3", "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
+    assert len(samples) == 2 and all(s["retrieved"][0].startswith("zorbel") for s in samples)
+    code, out, err = run(capsys, "evaluate", tmp_path / "run" / "samples.jsonl", "--benchmark", "unseen-api")
+    assert code == 0, err
