@@ -9,6 +9,7 @@ BEIR's layout (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from dorag.core.io import write_jsonl, write_text_atomic
 from dorag.data.ast_extract import FunctionRecord, dedupe_key, is_useful_docstring
+from dorag.data.corpus import function_document
 
 
 def docstring_pairs(records: Iterable[FunctionRecord], n_queries: int = 500, n_docs: int = 3000,
@@ -37,9 +39,8 @@ def docstring_pairs(records: Iterable[FunctionRecord], n_queries: int = 500, n_d
     distractors = [r for r in candidates if r.id not in chosen_ids][: max(0, n_docs - len(chosen))]
     corpus = []
     for rec in chosen + distractors:
-        parts = [p for p in ("\n".join(rec.imports[:10]), rec.class_context or "") if p]
-        text = "\n\n".join(parts + [rec.code_without_docstring.rstrip()]) + "\n"
-        corpus.append({"id": rec.id, "text": text, "meta": {"module": rec.module, "qualname": rec.qualname}})
+        doc = function_document(dataclasses.replace(rec, code=rec.code_without_docstring))
+        corpus.append({"id": rec.id, "text": doc["text"], "meta": {"module": rec.module, "qualname": rec.qualname}})
     corpus.sort(key=lambda d: d["id"])
     queries = [{"_id": f"q{i}", "text": r.docstring.split("\n\n")[0].strip()} for i, r in enumerate(chosen)]
     qrels = {q["_id"]: {r.id: 1} for q, r in zip(queries, chosen)}
