@@ -114,6 +114,9 @@ def test_sharded_embedding_merges_to_the_full_embedding(docs, tiny_embedder, tin
     with pytest.raises(DataError, match=r"shards \[1\] of 3 are missing"):
         merge_shards(docs, shards, cfg)
     embed_shard(docs, cfg, shards, 1, 3, embedder=tiny_embedder)
+    stamp = (shards / "shard-00001-of-00003.npy").stat().st_mtime_ns
+    embed_shard(docs, cfg, shards, 1, 3, embedder=tiny_embedder)  # a re-run job skips a finished shard
+    assert (shards / "shard-00001-of-00003.npy").stat().st_mtime_ns == stamp
     merged, _ = merge_shards(docs, shards, cfg)
     full = tiny_embedder.encode([d["text"] for d in docs])
     np.testing.assert_allclose(merged, full, atol=1e-5)

@@ -601,12 +601,17 @@ def embed_shard(docs: Sequence[Document], cfg: IndexConfig, shards_dir: str | Pa
     Every shard records the corpus hash and embedder, so a merge refuses mismatched shards."""
     validate_docs(docs)
     lo, hi = shard_range(len(docs), shard_id, num_shards)
+    base = Path(shards_dir) / shard_name(shard_id, num_shards)
+    if base.with_suffix(".json").is_file() and base.with_suffix(".npy").is_file():
+        info = read_json(base.with_suffix(".json"))
+        if info.get("corpus_sha256") == corpus_hash(docs) and info["embedder"]["id"] == canonical_name(cfg.embedder):
+            log.info("shard %d of %d already embedded: %s", shard_id, num_shards, base)
+            return base.with_suffix(".npy")  # re-running a shard job is a no-op (resume)
     embedder = embedder or Embedder(cfg.embedder, max_seq_length=cfg.max_seq_length, dtype=cfg.dtype)
     vecs = embedder.encode([d["text"] for d in docs[lo:hi]], batch_size=cfg.batch_size, normalize=cfg.normalize,
                            on_progress=on_progress)
     shards_dir = Path(shards_dir)
     shards_dir.mkdir(parents=True, exist_ok=True)
-    base = shards_dir / shard_name(shard_id, num_shards)
     fd, tmp = tempfile.mkstemp(dir=shards_dir, prefix=".shard.", suffix=".npy")
     with os.fdopen(fd, "wb") as fh:
         np.save(fh, vecs)
