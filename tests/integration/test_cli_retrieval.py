@@ -118,7 +118,7 @@ def test_generate_with_rag_records_retrieved_ids_and_refuses_a_leaking_index(
 
 
 @pytest.mark.parametrize("case", ["empty-corpus", "corrupt-index", "bad-query-line", "k-zero", "k-negative",
-                                  "missing-index", "bad-embedder", "dim-mismatch"])
+                                  "missing-index", "bad-embedder", "dim-mismatch", "other-embedder"])
 def test_bad_input_is_one_line_and_leaves_nothing_behind(case, capsys, tmp_path, built, tiny_embedder_dir):
     if case == "empty-corpus":
         empty = tmp_path / "empty.jsonl"
@@ -137,6 +137,8 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(case, capsys, tmp_path,
         args, message = ["retrieve", "x", "--index", built, "-k", "-2"], "k: must be at least 1, got -2"
     elif case == "missing-index":
         args, message = ["retrieve", "x", "--index", tmp_path / "nope"], "index directory not found"
+    elif case == "other-embedder":
+        args, message = ["retrieve", "x", "--index", built, "--embedder", "all-mpnet-base-v2"], "was built with embedder"
     elif case == "bad-embedder":
         args, message = (["index", "build", "--corpus", built / "docs.jsonl", "--out", tmp_path / "new", "--embedder",
                           "not-a-model"], "unknown embedder 'not-a-model'")

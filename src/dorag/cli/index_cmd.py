@@ -107,6 +107,7 @@ def retrieve(
     mode: Optional[str] = typer.Option(None, help="dense, bm25 or hybrid"),
     nprobe: Optional[int] = typer.Option(None, help="IVF lists visited"),
     reranker: Optional[str] = typer.Option(None, help="cross-encoder to rerank with (path or Hub id)"),
+    embedder: Optional[str] = typer.Option(None, help="refuse the index unless it was built with this embedder"),
     snippet: int = typer.Option(160, help="characters of each document to print (0: none)"),
     as_json: bool = typer.Option(False, "--json", help="print JSONL (one line per query, full texts)"),
 ) -> None:
@@ -115,7 +116,7 @@ def retrieve(
     from dorag.experiments.indexing import RetrieveConfig, open_index, read_queries, retrieve as run_retrieve
 
     cfg = build_config(RetrieveConfig, None, {"index": index, "k": k, "mode": mode, "nprobe": nprobe,
-                                              "reranker": reranker}, [])
+                                              "reranker": reranker, "embedder": embedder}, [])
     if (query is None) == (queries is None):
         raise ConfigError("give one query or --queries FILE")
     qs = read_queries(queries) if queries else [{"id": "q", "text": query}]
