@@ -300,7 +300,7 @@ def from_apidoc(package: str, max_members: int = 100_000) -> list[Document]:
             if inspect.isclass(obj):
                 entry(f"{mod.__name__}.{name}", obj, mod.__name__, "class")
                 for mname, member in vars(obj).items():
-                    if not mname.startswith("_") and (inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod))):
+                    if not mname.startswith("_") and (inspect.isroutine(member) or isinstance(member, (classmethod, staticmethod))):
                         entry(f"{mod.__name__}.{name}.{mname}", getattr(obj, mname), mod.__name__, "method")
             elif callable(obj) and not inspect.ismodule(obj):  # functions, builtins, ufuncs, dispatchers
                 entry(f"{mod.__name__}.{name}", obj, mod.__name__, "function")

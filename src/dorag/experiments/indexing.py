@@ -79,8 +79,14 @@ def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, An
 
         rels = unseen_qrels(problems)
     elif name == "unseen-api-shift":
-        rels = {p["task_id"]: {f"apidoc:numpy.{a.replace('ndarray.', 'ndarray.')}": 1 for a in p["meta"]["apis"]}
-                for p in problems}
+        ids = {d["id"] for d in corpus_from_sources(["apidoc:numpy"])}
+
+        def doc_id(api: str) -> str | None:
+            base = f"apidoc:numpy.{api}"
+            return base if base in ids else f"{base}#0" if f"{base}#0" in ids else None  # first chunk
+
+        rels = {p["task_id"]: {d: 1 for d in map(doc_id, p["meta"]["apis"]) if d} for p in problems}
+        rels = {t: r for t, r in rels.items() if r}  # constants (np.nan, np.inf) have no document
     else:
         raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift do)")
 
