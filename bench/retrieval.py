@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import statistics
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from dorag.data.ast_extract import extract_stdlib, is_useful_docstring  # noqa: E402

@@ -60,7 +60,8 @@ class IndexConfig:
     max_seq_length: int | None = option(None, "embedder truncation length in tokens (default: the model's own)")
     dtype: Literal["float32", "bfloat16"] = option("float32", "embedder precision; bfloat16 is faster on AMX CPUs and GPUs")
     nlist: int | None = option(None, "IVF lists (default: about 4*sqrt(N), with at least 39 training points per list)")
-    nprobe: int = option(16, "IVF lists visited per query (recall/speed trade-off; can be changed at query time)")
+    nprobe: int = option(64, "IVF lists visited per query; 64 of the automatic 400 lists gives recall@10 0.976 "
+                             "against flat on the stdlib index (bench/retrieval.py); can be changed at query time")
     hnsw_m: int = option(32, "HNSW graph degree")
     ef_construction: int = option(200, "HNSW build-time beam width")
     ef_search: int = option(128, "HNSW query-time beam width")
