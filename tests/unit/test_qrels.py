@@ -20,12 +20,25 @@ SRC = textwrap.dedent('''
     def helper(x):
         y = x + 1
         return y
+
+    class Box:
+        @property
+        def size(self):
+            """The size of the box in litres."""
+            return self._size
+
+        @size.setter
+        def size(self, value):
+            self._size = value
+            self.dirty = True
 ''')
 
 
 def test_pairs_hide_the_docstring_and_judge_the_source_function(tmp_path):
     corpus, queries, qrels = docstring_pairs(extract_functions(SRC, "geo.py", "geo"), n_queries=2, n_docs=3)
     assert len(corpus) == 3 and len(queries) == 2
+    full, _, _ = docstring_pairs(extract_functions(SRC, "geo.py", "geo"), n_queries=3, n_docs=10)
+    assert len({d["id"] for d in full}) == len(full) == 4  # the setter shares the getter's name: one kept
     assert all('"""' not in d["text"] for d in corpus)
     by_id = {d["id"]: d for d in corpus}
     for q in queries:

@@ -27,9 +27,9 @@ def docstring_pairs(records: Iterable[FunctionRecord], n_queries: int = 500, n_d
     candidates: list[FunctionRecord] = []
     for rec in records:
         key = dedupe_key(rec.code_without_docstring)
-        if key in seen or len(rec.code_without_docstring.splitlines()) < 2:
-            continue
-        seen.add(key)
+        if key in seen or rec.id in seen or len(rec.code_without_docstring.splitlines()) < 2:
+            continue  # duplicate code, or a second definition under one name (a property's setter)
+        seen.update((key, rec.id))
         candidates.append(rec)
     rng = random.Random(seed)
     rng.shuffle(candidates)
