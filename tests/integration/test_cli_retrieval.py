@@ -201,3 +201,19 @@ def test_unseen_api_end_to_end_with_its_corpus(capsys, tmp_path, tiny_model_dir)
     assert len(samples) == 2 and all(s["retrieved"][0].startswith("zorbel") for s in samples)
     code, out, err = run(capsys, "evaluate", tmp_path / "run" / "samples.jsonl", "--benchmark", "unseen-api")
     assert code == 0, err
+
+
+def test_packaged_minilm_finds_the_right_stdlib_function(capsys, tmp_path):
+    """The real offline default embedder, end to end on a small real corpus (the json package)."""
+    idx = tmp_path / "json-idx"
+    code, out, err = run(capsys, "index", "build", "--source", "package:json", "--out", idx)
+    assert code == 0, err
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert manifest["embedder"]["id"] == "all-minilm-l6-v2" and manifest["embedder"]["dim"] == 384
+    code, out, _ = run(capsys, "retrieve", "serialize a Python object to a JSON formatted string", "--index", idx,
+                       "-k", "3", "--json")
+    ids = [h["id"] for h in json.loads(out)["hits"]]
+    assert code == 0 and ids[0] in {"json:dumps", "json:dump", "json.encoder:JSONEncoder", "json.encoder:JSONEncoder.encode"}, ids
+    code, out, _ = run(capsys, "retrieve", "parse a JSON document from a string", "--index", idx, "-k", "3", "--json")
+    ids = [h["id"] for h in json.loads(out)["hits"]]
+    assert {"json:loads", "json.decoder:JSONDecoder.decode", "json.decoder:JSONDecoder.raw_decode"} & set(ids), ids

@@ -61,6 +61,15 @@ def iter_python_files(root: str | Path, exclude: Iterable[str] = ()) -> Iterator
         yield path
 
 
+def module_base(root: Path) -> Path:
+    """The directory module names are relative to: a package directory's parent (so `json/encoder.py`
+    is `json.encoder`), a plain directory itself, a file's directory."""
+    root = Path(root)
+    if root.is_dir():
+        return root.parent if (root / "__init__.py").is_file() else root
+    return root.parent
+
+
 def module_name(path: Path, root: Path) -> str:
     rel = path.relative_to(root) if root.is_dir() else Path(path.name)
     parts = list(rel.with_suffix("").parts)
@@ -149,7 +158,7 @@ def extract_functions(source: str, path: str = "<string>", module: str = "<strin
 def extract_from_tree(root: str | Path, exclude: Iterable[str] = ()) -> Iterator[FunctionRecord]:
     """Functions of every .py file under `root` (a file or a directory)."""
     root = Path(root)
-    base = root if root.is_dir() else root.parent
+    base = module_base(root)
     for path in iter_python_files(root, exclude):
         try:
             source = path.read_text(encoding="utf-8")

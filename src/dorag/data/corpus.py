@@ -229,13 +229,13 @@ def package_dir(name: str) -> Path:
 def from_code(root: str | Path, exclude: Iterable[str] = ("test", "tests"), max_units: int = 400,
               classes: bool = True, count: Callable[[str], int] = words) -> list[Document]:
     """Functions, methods and (optionally) classes of every .py file under `root`."""
-    from dorag.data.ast_extract import extract_from_tree, iter_python_files, module_name
+    from dorag.data.ast_extract import extract_from_tree, iter_python_files, module_base, module_name
 
     root = Path(root)
     docs: list[Document] = [piece for rec in extract_from_tree(root, exclude)
                             for piece in chunk(function_document(rec), max_units, count)]
     if classes:
-        base = root if root.is_dir() else root.parent
+        base = module_base(root)
         for path in iter_python_files(root, exclude):
             try:
                 source = path.read_text(encoding="utf-8")
