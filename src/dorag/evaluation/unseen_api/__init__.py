@@ -40,6 +40,7 @@ def load_library() -> types.ModuleType:
     return mod
 
 
+@lru_cache(maxsize=1)
 def setup_code() -> str:
     """Python that installs the library as module `zorbel` in the program that runs it."""
     return ("import sys as _sys, types as _types\n"
@@ -61,16 +62,23 @@ def _example(entry: str, test: str) -> str | None:
     return None
 
 
-def build_problem(i: int, task: Any) -> dict[str, Any]:
+def humaneval_parts(task: Any, header: str) -> tuple[str, str, str]:
+    """(prompt, canonical_solution, test) of a task, in HumanEval form, under the import line `header`.
+    The docstring is the description plus the first test as its example."""
     doc = textwrap.fill(task.doc, width=88, subsequent_indent="    ")
     examples = [e for e in (_example(task.entry, t) for t in task.tests[:1]) if e]
     body = doc + ("\n\n" + "\n".join(textwrap.indent(e, "    ") for e in examples) if examples else "")
-    prompt = f"import zorbel\n\n\ndef {task.entry}({task.params}):\n    \"\"\"{body}\n    \"\"\"\n"
-    solution = "    " + task.body.strip("\n")  # continuation lines are written with their full indentation
-    test = "import zorbel\n\n\ndef check(candidate):\n" + "".join(f"    assert {t}\n" for t in task.tests)
-    return {"task_id": f"{TASK_PREFIX}/{i}", "prompt": prompt, "canonical_solution": solution.rstrip() + "\n",
+    prompt = f"{header}\n\n\ndef {task.entry}({task.params}):\n    \"\"\"{body}\n    \"\"\"\n"
+    solution = "    " + task.body.strip("\n") + "\n"  # continuation lines are written with their full indentation
+    test = f"{header}\n\n\ndef check(candidate):\n" + "".join(f"    assert {t}\n" for t in task.tests)
+    return prompt, solution, test
+
+
+def build_problem(i: int, task: Any, version: str) -> dict[str, Any]:
+    prompt, solution, test = humaneval_parts(task, "import zorbel")
+    return {"task_id": f"{TASK_PREFIX}/{i}", "prompt": prompt, "canonical_solution": solution,
             "test": test, "entry_point": task.entry, "setup_code": setup_code(),
-            "meta": {"library": "zorbel", "library_version": load_library().__version__, "apis": list(task.apis),
+            "meta": {"library": "zorbel", "library_version": version, "apis": list(task.apis),
                      "difficulty": task.level}}
 
 
@@ -81,20 +89,15 @@ def load_problems(path: str | None = None) -> list[dict[str, Any]]:
 
     if path is not None:
         raise DataError("unseen-api ships with dorag; it takes no --benchmark-path (use --problems FILE for a copy)")
-    return [build_problem(i, t) for i, t in enumerate(TASKS)]
+    version = load_library().__version__
+    return [build_problem(i, t, version) for i, t in enumerate(TASKS)]
 
 
-def build_shift_problem(i: int, task: Any) -> dict[str, Any]:
-    import numpy as np
-
-    doc = textwrap.fill(task.doc, width=88, subsequent_indent="    ")
-    examples = [e for e in (_example(task.entry, t) for t in task.tests[:1]) if e]
-    body = doc + ("\n\n" + "\n".join(textwrap.indent(e, "    ") for e in examples) if examples else "")
-    prompt = f"import numpy as np\n\n\ndef {task.entry}({task.params}):\n    \"\"\"{body}\n    \"\"\"\n"
-    test = "import numpy as np\n\n\ndef check(candidate):\n" + "".join(f"    assert {t}\n" for t in task.tests)
-    return {"task_id": f"{TASK_PREFIX}Shift/{i}", "prompt": prompt, "canonical_solution": "    " + task.body.strip("\n") + "\n",
+def build_shift_problem(i: int, task: Any, numpy_version: str) -> dict[str, Any]:
+    prompt, solution, test = humaneval_parts(task, "import numpy as np")
+    return {"task_id": f"{TASK_PREFIX}Shift/{i}", "prompt": prompt, "canonical_solution": solution,
             "test": test, "entry_point": task.entry,
-            "meta": {"library": "numpy", "library_version": np.__version__, "apis": list(task.apis),
+            "meta": {"library": "numpy", "library_version": numpy_version, "apis": list(task.apis),
                      "removed": list(task.old), "difficulty": "single"}}
 
 
@@ -110,7 +113,7 @@ def load_shift_problems(path: str | None = None) -> list[dict[str, Any]]:
     if int(np.__version__.split(".")[0]) < 2:
         raise DataError(f"unseen-api-shift needs numpy>=2.0 (installed: {np.__version__}): on numpy 1.x the removed "
                         "APIs still work and the variant measures nothing; pip install 'numpy>=2'")
-    return [build_shift_problem(i, t) for i, t in enumerate(SHIFT_TASKS)]
+    return [build_shift_problem(i, t, np.__version__) for i, t in enumerate(SHIFT_TASKS)]
 
 
 # ---------------------------------------------------------------- documentation and corpus
