@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import random
-import statistics
 import time
 from pathlib import Path
 
