@@ -100,11 +100,12 @@ def test_yaml_top_level_must_be_a_mapping(tmp_path: Path):
 def test_shipped_configs_validate():
     """Every YAML in configs/ builds its config class without errors (torchtune's rule)."""
     from dorag.experiments.generate import GenerateConfig
+    from dorag.experiments.gate import GateConfig
     from dorag.experiments.indexing import IndexBuildConfig
     from dorag.experiments.prepare import PrepareConfig
     from dorag.training.config import TrainConfig
 
-    classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig, "index": IndexBuildConfig}
+    classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig, "index": IndexBuildConfig, "gate": GateConfig}
     configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
     assert len(configs) >= 6
     for path in configs:

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from dorag.cli import (adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
-                           index_cmd, models_cmd, quickstart_cmd, train_cmd)
+                           gate_cmd, index_cmd, models_cmd, quickstart_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(benchmarks_cmd.app, name="benchmarks")
@@ -37,6 +37,7 @@ def _register() -> None:
     app.add_typer(adapters_cmd.app, name="adapters")
     app.command("docstring")(docstring_cmd.docstring)
     app.command("quickstart")(quickstart_cmd.quickstart)
+    app.command("gate")(gate_cmd.gate)
 
 
 _register()
