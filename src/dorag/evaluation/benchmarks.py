@@ -6,6 +6,7 @@ problem set. Benchmarks add fields (``setup_code``, ``libs``, ``db_id``...) but 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,31 +80,15 @@ def load_humaneval(path: str | None = None) -> list[Problem]:
     return load_problem_file(path or humaneval_path())
 
 
-def _mbpp(variant: str) -> Callable[[str | None], list[Problem]]:
-    def load(path: str | None = None) -> list[Problem]:
-        from dorag.evaluation.loaders import load_mbpp
+def _lazy(module: str, func: str, origin: str, *args: Any) -> Callable[[str | None], list[Problem]]:
+    """A registry loader that imports `module` only when the benchmark is loaded, calls
+    ``func(path, *args)`` and validates the records under the name `origin`."""
 
-        return validate_problems(list(enumerate(load_mbpp(path, variant), start=1)), f"mbpp-{variant}")
+    def load(path: str | None = None) -> list[Problem]:
+        loader = getattr(importlib.import_module(module), func)
+        return validate_problems(list(enumerate(loader(path, *args), start=1)), origin)
 
     return load
-
-
-def _ds1000(path: str | None = None) -> list[Problem]:
-    from dorag.evaluation.loaders import load_ds1000
-
-    return validate_problems(list(enumerate(load_ds1000(path), start=1)), "ds1000")
-
-
-def _unseen_api(path: str | None = None) -> list[Problem]:
-    from dorag.evaluation.unseen_api import load_problems as load_unseen
-
-    return validate_problems(list(enumerate(load_unseen(path), start=1)), "unseen-api")
-
-
-def _unseen_api_shift(path: str | None = None) -> list[Problem]:
-    from dorag.evaluation.unseen_api import load_shift_problems
-
-    return validate_problems(list(enumerate(load_shift_problems(path), start=1)), "unseen-api-shift")
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -116,34 +101,34 @@ BENCHMARKS: dict[str, Benchmark] = {
     "mbpp": Benchmark(
         name="mbpp",
         description="MBPP sanitized, test split (257 hand-verified tasks of the 427), EvalPlus-style prompts",
-        load=_mbpp("sanitized"),
+        load=_lazy("dorag.evaluation.loaders", "load_mbpp", "mbpp-sanitized", "sanitized"),
         source="hub google-research-datasets/mbpp, or --benchmark-path sanitized-mbpp.json",
         offline=False,
     ),
     "mbpp-full": Benchmark(
         name="mbpp-full",
         description="MBPP full, test split (500 tasks), with test_setup_code",
-        load=_mbpp("full"),
+        load=_lazy("dorag.evaluation.loaders", "load_mbpp", "mbpp-full", "full"),
         source="hub google-research-datasets/mbpp, or --benchmark-path mbpp.jsonl",
         offline=False,
     ),
     "ds1000": Benchmark(
         name="ds1000",
         description="DS-1000: 1000 data-science problems over 7 libraries, official execution harness",
-        load=_ds1000,
+        load=_lazy("dorag.evaluation.loaders", "load_ds1000", "ds1000"),
         source="hub xlangai/DS-1000, or --benchmark-path ds1000.jsonl",
         offline=False,
     ),
     "unseen-api": Benchmark(
         name="unseen-api",
         description="89 tasks against zorbel, a time-series library written for dorag (no model has seen it)",
-        load=_unseen_api,
+        load=_lazy("dorag.evaluation.unseen_api", "load_problems", "unseen-api"),
         source="ships with dorag (dorag/evaluation/unseen_api); RAG corpus: dorag data corpus --source unseen-api",
     ),
     "unseen-api-shift": Benchmark(
         name="unseen-api-shift",
         description="22 numpy tasks whose pre-2.0 spelling (np.trapz, np.in1d, np.float_...) fails on numpy 2.x",
-        load=_unseen_api_shift,
+        load=_lazy("dorag.evaluation.unseen_api", "load_shift_problems", "unseen-api-shift"),
         source="ships with dorag; needs numpy>=2; RAG corpus: dorag data corpus --source apidoc:numpy",
     ),
 }
