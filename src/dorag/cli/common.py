@@ -16,12 +16,12 @@ T = TypeVar("T")
 def build_config(cls: type[T], config_file: str | None, flags: dict[str, Any], overrides: Sequence[str]) -> T:
     """Defaults, then the YAML file, then explicit flags, then dotted overrides (last wins)."""
     data: dict[str, Any] = load_yaml(config_file) if config_file else {}
-    data = deep_merge(data, _nest({k: v for k, v in flags.items() if v is not None}))
+    data = deep_merge(data, nest({k: v for k, v in flags.items() if v is not None}))
     data = deep_merge(data, parse_overrides(overrides))
     return from_dict(cls, data)
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
         node = out

@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dorag.cli import (adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
+    from dorag.cli import (ablate_cmd, adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
                            gate_cmd, index_cmd, models_cmd, quickstart_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
@@ -38,6 +38,8 @@ def _register() -> None:
     app.command("docstring")(docstring_cmd.docstring)
     app.command("quickstart")(quickstart_cmd.quickstart)
     app.command("gate")(gate_cmd.gate)
+    app.command("ablate")(ablate_cmd.ablate)
+    app.command("report")(ablate_cmd.report)
 
 
 _register()

@@ -8,12 +8,16 @@ import typer
 
 
 def quickstart(
-    full: bool = typer.Option(False, "--full", help="full benchmarks and longer training"),
-    out: str = typer.Option("runs/quickstart", help="where runs and the report go"),
+    full: bool = typer.Option(False, "--full", help="full benchmarks and longer training (hours on a CPU)"),
+    out: Optional[str] = typer.Option(None, help="ablation directory (default runs/quickstart, --full: runs/full)"),
     model: str = typer.Option("qwen2.5-coder-0.5b-instruct", help="registered name, local path or hub id"),
-    limit: Optional[int] = typer.Option(None, help="HumanEval tasks (default 20; --full: all 164)"),
+    limit: Optional[int] = typer.Option(None, help="HumanEval tasks (default 16; --full: all 164)"),
+    mbpp: Optional[str] = typer.Option(None, help="a local MBPP file (official JSON/JSONL) to add MBPP to the grid"),
 ) -> None:
-    """The main job on the embedded default model, offline: provision, generate, score, report."""
+    """The main job, offline: provision the model, build corpora and indexes, train LoRA and DoRA adapters,
+    run the six conditions on HumanEval and Unseen-API, and write the report with significance tests."""
+    from dorag.cli.common import env_defaults
     from dorag.cli.quickstart_impl import run_quickstart
 
-    run_quickstart(full=full, out=out, model=model, limit=limit)
+    run_quickstart(full=full, out=out, model=model, limit=limit, mbpp=mbpp,
+                   cache_dir=env_defaults().get("model.cache_dir"))

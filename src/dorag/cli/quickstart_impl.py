@@ -1,4 +1,9 @@
-"""The quickstart pipeline: the main job on the embedded default, offline, resumable stage by stage."""
+"""The quickstart: the whole main job on the embedded default, offline, resumable cell by cell.
+
+Provision the model, then `dorag ablate --profile quickstart` (or `full`): training data, LoRA and DoRA
+code adapters, the stdlib and Unseen-API indexes, six conditions on a HumanEval subset and Unseen-API,
+and the report with its synergy line. Every unit is cached, so a re-run takes seconds.
+"""
 
 from __future__ import annotations
 
@@ -7,66 +12,45 @@ from pathlib import Path
 
 from dorag.cli.common import echo, progress_bar
 
+STAGE_NAMES = {"data": "training data", "adapter": "adapter training", "index": "indexes", "cell": "generate + score"}
 
-def run_quickstart(full: bool, out: str, model: str = "qwen2.5-coder-0.5b-instruct", limit: int | None = None) -> None:
-    """Provision the default model, generate HumanEval samples, score them in the sandbox, report."""
-    from dorag.core.config import from_dict
-    from dorag.core.runs import RunDir
-    from dorag.core.seed import seed_everything
-    from dorag.evaluation.benchmarks import load_problems
-    from dorag.evaluation.evaluate import EvaluateConfig, evaluate_file
-    from dorag.experiments.generate import GenerateConfig, generate_stage, pending
+
+def run_quickstart(full: bool, out: str | None, model: str, limit: int | None = None, mbpp: str | None = None,
+                   cache_dir: str | None = None) -> None:
+    from dorag.core.config import deep_merge, from_dict
+    from dorag.experiments.ablate import AblateConfig
+    from dorag.experiments.profiles import load_profile
+    from dorag.experiments.runner import run_ablation
     from dorag.models import registry
 
-    root = Path(out)
-    if limit is None and not full:
-        limit = 20
-    cfg = from_dict(GenerateConfig, {"benchmark": "humaneval", "limit": limit, "model": {"name": model},
-                                     "run_dir": str(root / "humaneval-baseline"), "generation": {"max_new_tokens": 512}})
-    run = RunDir.start(root, cfg, stage="quickstart", seed=cfg.seed)
-    seed_everything(cfg.seed)
-    times: dict[str, float] = {}
+    data = load_profile("full" if full else "quickstart")
+    extra: dict = {"model": {"name": model}}
+    if out:
+        extra["out"] = out
+    if cache_dir:
+        extra["model"]["cache_dir"] = cache_dir
+    if limit is not None:
+        extra["benchmarks"] = {"humaneval": {"limit": limit}}
+    if mbpp:
+        extra.setdefault("benchmarks", {})["mbpp"] = {"path": mbpp, "index": "stdlib"}
+    cfg = from_dict(AblateConfig, deep_merge(data, extra))
+    if full and not mbpp:
+        echo("MBPP: not measurable offline without a local copy; pass --mbpp sanitized-mbpp.json to include it")
 
     t0 = time.perf_counter()
-    echo(f"[1/3] model: {cfg.model.name}")
+    echo(f"[model] {cfg.model.name}")
     if cfg.model.name.lower() in registry.MODELS:
-        path = registry.pull(cfg.model.name, cfg.model.cache_dir, progress=echo)
+        registry.pull(cfg.model.name, cfg.model.cache_dir, progress=echo)
     else:
-        path = registry.resolve(cfg.model.name, cfg.model.cache_dir)[0]
-    times["pull_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    problems = load_problems("humaneval", limit=limit)
-    echo(f"[2/3] generate: HumanEval, {len(problems)} tasks ({len(problems) - len(pending(cfg, problems))} already done)")
-    with progress_bar("generate", total=len(problems), unit="task") as update:
-        result = generate_stage(cfg, problems, on_progress=update, progress=echo)
-    times["generate_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    echo("[3/3] evaluate in the sandbox")
-    with progress_bar("evaluate", total=len(problems), unit="sample") as update:
-        summary, _, _ = evaluate_file(cfg.resolved_out(), problems, EvaluateConfig(ks=(1,)), progress=update)
-    times["evaluate_s"] = time.perf_counter() - t0
-
-    p1 = summary["pass@1"]
-    report = root / "report.md"
-    lines = [
-        "# dorag quickstart",
-        "",
-        f"Model: `{cfg.model.name}` ({path}); benchmark: HumanEval, {len(problems)} tasks, greedy.",
-        "",
-        "| condition | pass@1 | 95% CI | tasks |",
-        "|---|---|---|---|",
-        f"| baseline | {p1['value']:.3f} | [{p1['ci95_low']:.3f}, {p1['ci95_high']:.3f}] | {len(problems)} |",
-        "",
-        "| stage | seconds |",
-        "|---|---|",
-        *[f"| {k[:-2]} | {v:.1f} |" for k, v in times.items()],
-        "",
-        f"Generation: {result.n_tokens} new tokens at {result.tokens_per_s:.1f} tokens/s this run.",
-    ]
-    report.write_text("\n".join(lines) + "\n")
-    run.log(**{k: round(v, 2) for k, v in times.items()}, pass_at_1=p1["value"])
-    run.finish()
+        registry.resolve(cfg.model.name, cfg.model.cache_dir)
+    pull_s = time.perf_counter() - t0
+    result = run_ablation(cfg, say=echo, bar=progress_bar)
+    stages = {"model": pull_s, **{STAGE_NAMES.get(k, k): v for k, v in result["stage_s"].items()}}
+    lines = ["", "| stage | seconds (this run) |", "|---|---|", *[f"| {k} | {v:.1f} |" for k, v in stages.items()],
+             f"| total | {time.perf_counter() - t0:.1f} |", ""]
+    report = Path(result["report"])
+    print(report.with_name("results.md").read_text())
+    for line in result.get("synergy", []):
+        print(line)
     print("\n".join(lines))
     echo(f"report: {report}")

@@ -1,13 +1,14 @@
 """`dorag gate`: compare a metrics file with a baseline; a regression beyond tolerance blocks publishing.
 
 Metrics files are JSON (nested objects are flattened to dotted keys, e.g. ``pass@1.value``). Each rule
-names a metric, the direction that is better, and a tolerance: an absolute amount (``tolerance``) and/or
+names a metric (or a pattern: ``*.dora_rag.pass@1``), the direction that is better, and a tolerance: an absolute amount (``tolerance``) and/or
 a fraction of the baseline (``relative``); the larger allowance wins. A metric a rule names that is
 missing from the current file is a failure; one missing from the baseline is reported as new.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +70,23 @@ class Row:
     status: Literal["ok", "improved", "regressed", "missing", "new"]
 
 
+def expand_rules(rules: dict[str, Rule], names: set[str]) -> dict[str, Rule]:
+    """A rule whose name has shell wildcards (``*.dora_rag.pass@1``) applies to every metric it matches;
+    an exact name wins over a pattern."""
+    out: dict[str, Rule] = {}
+    for name, rule in rules.items():
+        if any(ch in name for ch in "*?["):
+            for metric in sorted(names):
+                if fnmatch.fnmatchcase(metric, name) and metric not in rules:
+                    out.setdefault(metric, rule)
+        else:
+            out[name] = rule
+    return out
+
+
 def evaluate_gate(current: dict[str, float], baseline: dict[str, float], rules: dict[str, Rule]) -> list[Row]:
     rows = []
-    for name, rule in rules.items():
+    for name, rule in expand_rules(rules, set(current) | set(baseline)).items():
         cur, base = current.get(name), baseline.get(name)
         if cur is None or math.isnan(cur):
             rows.append(Row(name, base, None, None, None, "missing"))
@@ -116,7 +131,8 @@ def run_gate(cfg: GateConfig) -> tuple[list[Row], bool, bool]:
     current = flatten(current_raw)
     if not current:
         raise DataError(f"{cfg.metrics}: no numeric metrics found")
-    unknown = [m for m in cfg.rules if m not in current and m not in baseline]
+    names = set(current) | set(baseline)
+    unknown = [m for m in cfg.rules if m not in names and not any(fnmatch.fnmatchcase(n, m) for n in names)]
     if unknown and baseline:
         raise ConfigError(f"rules: metric(s) {', '.join(unknown)} appear in neither file; known: "
                           f"{', '.join(sorted(current)[:12])}")

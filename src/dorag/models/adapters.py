@@ -131,11 +131,21 @@ class AdapterSet:
             self.use(previous)
 
 
+def fold_adapter(model: Any, adapter_dir: str | Path) -> Any:
+    """The base model with an adapter (LoRA or DoRA) folded into its weights, in memory."""
+    peft = require("peft", extra="train")
+    path = resolve_adapter(adapter_dir)
+    check_adapter_dir(path, model)
+    try:
+        merged = peft.PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelError(f"adapter {path} does not fit this base model: {str(exc).splitlines()[0][:300]}") from exc
+    return merged.eval()
+
+
 def merge_adapter(model: Any, adapter_dir: str | Path, out_dir: str | Path, tokenizer: Any | None = None) -> Path:
     """Fold an adapter (LoRA or DoRA) into the base weights and save a plain checkpoint."""
-    peft = require("peft", extra="train")
-    check_adapter_dir(adapter_dir, model)
-    merged = peft.PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged = fold_adapter(model, adapter_dir)
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

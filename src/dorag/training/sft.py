@@ -189,7 +189,7 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
         max_grad_norm=tcfg.max_grad_norm, logging_steps=tcfg.logging_steps,
         eval_strategy="steps" if eval_ds else "no", eval_steps=tcfg.eval_steps,
         save_strategy="steps", save_steps=tcfg.save_steps, save_total_limit=tcfg.save_total_limit,
-        bf16=prec == "bf16" and torch.cuda.is_available(), fp16=prec == "fp16",
+        bf16=prec == "bf16", fp16=prec == "fp16",  # bf16 on CPU: autocast, fast on AMX/AVX512-BF16 cores
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to=[],
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
         # QLoRA on GPU: paged 8-bit AdamW (QLoRA paper sec. 3); else the Trainer's default (fused AdamW).

@@ -1,0 +1,68 @@
+"""`dorag ablate` and `dorag report`."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from dorag.cli.common import echo, env_defaults, nest, progress_bar
+
+
+def ablate(
+    config: Optional[str] = typer.Argument(None, help="ablation YAML (configs/ablate-*.yaml); default: the six conditions"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. benchmarks.humaneval.limit=20"),
+    profile: Optional[str] = typer.Option(None, help="a built-in profile instead of a file: quickstart or full"),
+    out: Optional[str] = typer.Option(None, help="ablation directory (cells, adapters, indexes, report)"),
+    conditions: Optional[str] = typer.Option(None, help="run only these conditions (comma-separated)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (units, hashes, done or not) and exit"),
+) -> None:
+    """Run the conditions x benchmarks grid; cells are cached by config hash, a killed run resumes."""
+    from dorag.core.config import deep_merge, from_dict, load_yaml, parse_overrides
+    from dorag.experiments.ablate import AblateConfig, plan
+    from dorag.experiments.profiles import load_profile
+    from dorag.experiments.runner import run_ablation
+
+    if config and profile:
+        raise typer.BadParameter("give a config file or --profile, not both")
+    base = load_profile(profile) if profile else {}
+    flags = {**{k: v for k, v in env_defaults().items() if k == "model.cache_dir"}, "out": out}
+    if config and "=" in config:  # `dorag ablate key=value ...` without a file
+        overrides, config = [config, *(overrides or [])], None
+    data = deep_merge(base, load_yaml(config) if config else {})
+    data = deep_merge(data, nest({k: v for k, v in flags.items() if v is not None}))
+    cfg = from_dict(AblateConfig, deep_merge(data, parse_overrides(overrides or [])))
+    only = {c.strip() for c in conditions.split(",") if c.strip()} if conditions else None
+    if only:
+        unknown = only - set(cfg.conditions)
+        if unknown:
+            raise typer.BadParameter(f"unknown condition(s) {', '.join(sorted(unknown))}; known: {', '.join(cfg.conditions)}")
+    if dry_run:
+        for unit in plan(cfg).units:
+            print(f"{'done' if unit.done() else 'todo'}  {unit.kind:7} {unit.name:32} {unit.key}  {unit.dir}")
+        return
+    result = run_ablation(cfg, say=echo, bar=progress_bar, only=only)
+    for line in result.get("synergy", []):
+        print(line)
+    echo(f"ablation: {cfg.out}/ablation.json; metrics: {cfg.out}/metrics.json")
+    if result.get("report"):
+        print(result["report"])
+
+
+def report(
+    runs: List[str] = typer.Argument(..., help="ablation directories (written by dorag ablate)"),
+    out: Optional[str] = typer.Option(None, help="report directory (default: <first run>/report)"),
+    bootstrap: int = typer.Option(10_000, help="bootstrap resamples for the paired tests"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+) -> None:
+    """Tables (CSV, Markdown, LaTeX), plots (PNG, SVG) and paired significance tests with Holm correction."""
+    from pathlib import Path
+
+    from dorag.experiments.report import write_report
+
+    target = out or str(Path(runs[0]) / "report")
+    result = write_report(runs, target, n_boot=bootstrap, seed=seed)
+    for line in result["synergy"]:
+        print(line)
+    echo(f"{len(result['files'])} files in {target}")
+    print(result["report"])

@@ -1,0 +1,304 @@
+"""`dorag report`: tables, plots and paired significance tests from one or more ablations.
+
+Input: ablation directories (each with ``ablation.json``, see ``experiments.runner``). Output, in one
+report directory: ``results.{csv,md,tex}`` (pass@k with bootstrap 95% CIs per benchmark and condition,
+DS-1000 per library), ``significance.{csv,md}`` (McNemar's exact test and a paired bootstrap of the
+difference per comparison, Holm-corrected within each benchmark), ``training.csv``, ``retrieval.csv``,
+``report.md`` (all of it plus the synergy line) and ``conditions.{png,svg}``, ``topk.{png,svg}`` when
+matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dorag.core.errors import DataError
+from dorag.core.io import read_json, write_json, write_text_atomic
+from dorag.experiments.stats import compare, holm
+
+SINGLE = ("lora_only", "dora_only", "rag_only")
+
+
+def load_ablations(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    found = []
+    for p in paths:
+        path = Path(p)
+        file = path / "ablation.json" if path.is_dir() else path
+        if not file.is_file():
+            raise DataError(f"{p}: no ablation.json; give a directory written by dorag ablate")
+        found.append(read_json(file))
+    return found
+
+
+def _per_task(summary: dict[str, Any]) -> dict[str, float]:
+    return {t: v["correct"] / v["n"] if v["n"] else 0.0 for t, v in summary.get("per_task", {}).items()}
+
+
+def comparisons(conditions: Sequence[str]) -> list[tuple[str, str]]:
+    """(A, B) pairs: every condition against baseline, and dora_rag against each single method."""
+    pairs = [(c, "baseline") for c in conditions if c != "baseline" and "baseline" in conditions]
+    if "dora_rag" in conditions:
+        pairs += [("dora_rag", s) for s in SINGLE if s in conditions]
+    return pairs
+
+
+def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Rows of scores, paired comparisons with Holm-adjusted p-values, synergy lines, training and retrieval."""
+    rows, sig, synergy, training, retrieval = [], [], [], [], []
+    for ab in ablations:
+        by_bench: dict[str, dict[str, dict[str, Any]]] = {}
+        for cell in ab["cells"]:
+            summary = read_json(cell["summary"])
+            by_bench.setdefault(cell["benchmark"], {})[cell["condition"]] = {"cell": cell, "summary": summary}
+            row = {"ablation": ab["name"], "benchmark": cell["benchmark"], "condition": cell["condition"],
+                   "n_tasks": summary["n_tasks"], "top_k": cell.get("top_k")}
+            for key, entry in summary.items():
+                if key.startswith("pass@") and isinstance(entry, dict):
+                    row[key] = entry["value"]
+                    row[f"{key}_ci"] = (entry["ci95_low"], entry["ci95_high"])
+            rows.append(row)
+            for lib, entries in (summary.get("by_library") or {}).items():
+                if len(summary["by_library"]) > 1:  # DS-1000's libraries; a one-library benchmark adds nothing
+                    rows.append({**row, "benchmark": f"{cell['benchmark']}/{lib}", "n_tasks": None,
+                                 **{k: e["value"] for k, e in entries.items()},
+                                 **{f"{k}_ci": (e["ci95_low"], e["ci95_high"]) for k, e in entries.items()}})
+        for bench, conds in by_bench.items():
+            family = []
+            for a, b in comparisons([c for c in ab["conditions"] if c in conds]):
+                cmp = compare(_per_task(conds[a]["summary"]), _per_task(conds[b]["summary"]), n_boot=n_boot, seed=seed)
+                family.append({"ablation": ab["name"], "benchmark": bench, "a": a, "b": b, **cmp.to_dict()})
+            adjusted = holm({f"{r['a']}|{r['b']}": min(r["mcnemar_p"], 1.0) for r in family})
+            adjusted_boot = holm({f"{r['a']}|{r['b']}": r["bootstrap_p"] for r in family})
+            for r in family:
+                r["mcnemar_p_holm"] = adjusted[f"{r['a']}|{r['b']}"]
+                r["bootstrap_p_holm"] = adjusted_boot[f"{r['a']}|{r['b']}"]
+            sig += family
+            line = synergy_line(bench, family)
+            if line:
+                synergy.append(line)
+        for name, a in ab.get("adapters", {}).items():
+            if not a.get("given"):
+                training.append({"ablation": ab["name"], "adapter": name, "method": a.get("method"),
+                                 "steps": a.get("steps"), "train_tokens": a.get("train_tokens"),
+                                 "wall_s": a.get("wall_s"), "tokens_per_s": a.get("tokens_per_s"),
+                                 "eval_loss_before": a.get("eval_loss_before"), "eval_loss_after": a.get("eval_loss_after"),
+                                 "trainable_params": a.get("trainable_params")})
+        for bench, r in ab.get("retrieval", {}).items():
+            m = r["metrics"]
+            retrieval.append({"ablation": ab["name"], "benchmark": bench, "index": r["index"], "method": r["method"],
+                              "n_queries": r["n_queries"], **{k: m.get(k) for k in ("recall@1", "recall@5", "recall@10", "ndcg@10")}})
+    return {"rows": rows, "significance": sig, "synergy": synergy, "training": training, "retrieval": retrieval}
+
+
+def synergy_line(bench: str, family: list[dict[str, Any]]) -> str | None:
+    """Is dora_rag better than both dora_only and rag_only, by how much, with (Holm-adjusted) p-values?"""
+    pair = {r["b"]: r for r in family if r["a"] == "dora_rag" and r["b"] in ("dora_only", "rag_only")}
+    if len(pair) < 2:
+        return None
+    d, r = pair["dora_only"], pair["rag_only"]
+    better = d["diff"] > 0 and r["diff"] > 0
+    significant = better and d["mcnemar_p_holm"] < 0.05 and r["mcnemar_p_holm"] < 0.05
+    verdict = ("yes, and significant at 0.05 against both" if significant else
+               "yes, but not significant at 0.05 against both" if better else "no")
+    return (f"{bench}: is dora_rag ({d['rate_a']:.3f}) better than both dora_only ({d['rate_b']:.3f}, "
+            f"{d['diff']:+.3f}, McNemar p={d['mcnemar_p']:.3g}, Holm {d['mcnemar_p_holm']:.3g}, bootstrap p={d['bootstrap_p']:.3g}) "
+            f"and rag_only ({r['rate_b']:.3f}, {r['diff']:+.3f}, McNemar p={r['mcnemar_p']:.3g}, Holm {r['mcnemar_p_holm']:.3g}, "
+            f"bootstrap p={r['bootstrap_p']:.3g})? {verdict} (n={d['n_tasks']})")
+
+
+# ------------------------------------------------------------------ tables
+
+def _ks(rows: list[dict[str, Any]]) -> list[str]:
+    ks = {k for r in rows for k in r if k.startswith("pass@") and not k.endswith("_ci")}
+    return sorted(ks, key=lambda k: int(k.split("@")[1]))
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def score_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    ks = _ks(rows)
+    header = ["benchmark", "condition", "tasks", *[h for k in ks for h in (k, f"{k} 95% CI")]]
+    body = []
+    for r in rows:
+        cells = [r["benchmark"], r["condition"], _fmt(r["n_tasks"])]
+        for k in ks:
+            ci = r.get(f"{k}_ci")
+            cells += [_fmt(r.get(k)), f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""]
+        body.append(cells)
+    return header, body
+
+
+def sig_table(sig: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["benchmark", "A", "B", "tasks", "pass@1 A", "pass@1 B", "diff", "diff 95% CI", "A only", "B only",
+              "McNemar p", "McNemar p (Holm)", "bootstrap p", "bootstrap p (Holm)"]
+    body = [[s["benchmark"], s["a"], s["b"], str(s["n_tasks"]), _fmt(s["rate_a"]), _fmt(s["rate_b"]), f"{s['diff']:+.3f}",
+             f"[{s['diff_ci'][0]:+.3f}, {s['diff_ci'][1]:+.3f}]", str(s["only_a"]), str(s["only_b"]),
+             f"{s['mcnemar_p']:.3g}", f"{s['mcnemar_p_holm']:.3g}", f"{s['bootstrap_p']:.3g}", f"{s['bootstrap_p_holm']:.3g}"]
+            for s in sig]
+    return header, body
+
+
+def dict_table(rows: list[dict[str, Any]], skip: Sequence[str] = ("ablation",)) -> tuple[list[str], list[list[str]]]:
+    if not rows:
+        return [], []
+    header = [k for k in rows[0] if k not in skip]
+    return header, [[_fmt(r.get(k), 4) for k in header] for r in rows]
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    if not header:
+        return "(none)\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(header: list[str], body: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return buf.getvalue()
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex(header: list[str], body: list[list[str]], caption: str) -> str:
+    def esc(s: str) -> str:
+        return "".join(_TEX.get(ch, ch) for ch in s)
+
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}", r"\toprule",
+             " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ plots
+
+def plots(result: dict[str, Any], out: Path) -> list[Path]:
+    """conditions.{png,svg}: pass@1 per condition and benchmark with 95% CIs; topk.{png,svg}: pass@1 against
+    the number of retrieved documents (k = 0 is the same adapter without retrieval)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    rows = [r for r in result["rows"] if "pass@1" in r and r.get("n_tasks") is not None]
+    benches = list(dict.fromkeys(r["benchmark"] for r in rows))
+    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    written: list[Path] = []
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(conds) * len(benches)), 4))
+    width = 0.8 / max(len(conds), 1)
+    for i, cond in enumerate(conds):
+        xs, ys, lo, hi = [], [], [], []
+        for j, bench in enumerate(benches):
+            r = next((r for r in rows if r["benchmark"] == bench and r["condition"] == cond), None)
+            if r:
+                xs.append(j + i * width)
+                ys.append(r["pass@1"])
+                lo.append(r["pass@1"] - r["pass@1_ci"][0])
+                hi.append(r["pass@1_ci"][1] - r["pass@1"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=cond)
+    ax.set_xticks([j + width * (len(conds) - 1) / 2 for j in range(len(benches))], benches)
+    ax.set_ylabel("pass@1 (95% bootstrap CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"conditions.{ext}", dpi=120)
+        written.append(out / f"conditions.{ext}")
+    plt.close(fig)
+    series = topk_series(result["rows"])
+    if series:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for (bench, adapter), points in sorted(series.items()):
+            ks, ys = zip(*sorted(points))
+            ax.plot(ks, ys, marker="o", label=f"{bench} / {adapter}")
+        ax.set_xlabel("retrieved documents (top-k; 0 = no retrieval)")
+        ax.set_ylabel("pass@1")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"topk.{ext}", dpi=120)
+            written.append(out / f"topk.{ext}")
+        plt.close(fig)
+    return written
+
+
+def topk_series(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(benchmark, adapter) -> [(k, pass@1)], pairing each RAG condition with its no-retrieval counterpart."""
+    adapter_of = {"baseline": "base", "rag_only": "base", "lora_only": "lora", "lora_rag": "lora",
+                  "dora_only": "dora", "dora_rag": "dora"}
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in rows:
+        if "pass@1" not in r or r["condition"] not in adapter_of or r.get("n_tasks") is None:
+            continue
+        k = r.get("top_k") or 0
+        series.setdefault((r["benchmark"], adapter_of[r["condition"]]), []).append((k, r["pass@1"]))
+    return {key: pts for key, pts in series.items() if len({k for k, _ in pts}) > 1}
+
+
+# ------------------------------------------------------------------ the report
+
+def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_000, seed: int = 0,
+                 title: str | None = None) -> dict[str, Any]:
+    """Write every table, plot and the Markdown report into `out`; returns the analysis and file list."""
+    ablations = load_ablations(paths)
+    result = analyse(ablations, n_boot=n_boot, seed=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+
+    def put(name: str, text: str) -> None:
+        write_text_atomic(out / name, text)
+        files.append(out / name)
+
+    scores = score_table(result["rows"])
+    sig = sig_table(result["significance"])
+    train = dict_table(result["training"])
+    retr = dict_table(result["retrieval"])
+    put("results.csv", to_csv(*scores))
+    put("results.md", markdown(*scores))
+    put("results.tex", latex(*scores, caption="pass@k with bootstrap 95% confidence intervals"))
+    put("significance.csv", to_csv(*sig))
+    put("significance.md", markdown(*sig))
+    put("significance.tex", latex(*sig, caption="Paired tests: McNemar's exact test and a paired bootstrap, Holm-corrected per benchmark"))
+    put("training.csv", to_csv(*train))
+    put("retrieval.csv", to_csv(*retr))
+    figures = plots(result, out)
+    files += figures
+    name = title or ", ".join(a["name"] for a in ablations)
+    md = [f"# dorag report: {name}", "", "## Scores", "", markdown(*scores)]
+    if result["synergy"]:
+        md += ["## Synergy", "", *[f"- {line}" for line in result["synergy"]], ""]
+    md += ["## Significance", "", "A against B per task: McNemar's exact test on the discordant tasks and a paired "
+           "bootstrap (10,000 resamples) of the difference in pass@1; p-values Holm-corrected within each benchmark.", "",
+           markdown(*sig)]
+    if result["retrieval"]:
+        md += ["## Retrieval", "", markdown(*retr)]
+    if result["training"]:
+        md += ["## Training", "", markdown(*train)]
+    if figures:
+        md += ["## Plots", "", *[f"![{f.stem}]({f.name})" for f in figures if f.suffix == ".svg"], ""]
+    else:
+        md += ["Plots need matplotlib: pip install 'dorag[report]'", ""]
+    put("report.md", "\n".join(md))
+    write_json(out / "report.json", {k: v for k, v in result.items()})
+    files.append(out / "report.json")
+    return {**result, "files": [str(f) for f in files], "report": str(out / "report.md")}

@@ -1,0 +1,138 @@
+"""dorag ablate -> report -> gate on the tiny model: six conditions, cached cells, resume, tracking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dorag.cli.main import main
+from dorag.core.io import read_json, read_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def grid(tmp_path, tiny_model_dir, problems_file, code_corpus) -> Path:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "lib.py").write_text("\n\n".join(
+        f'def scale_{i}(values, k={i}):\n    """Scale each value by {i} and return the list."""\n    return [v * k for v in values]\n'
+        for i in range(12)))
+    cfg = {
+        "name": "tiny", "out": str(tmp_path / "abl"),
+        "model": {"name": str(tiny_model_dir)},
+        "generation": {"max_new_tokens": 4, "batch_size": 4},
+        "data": {"sources": [str(pkg)], "decontaminate": [], "eval_fraction": 0.25},
+        "train": {"peft": {"r": 4, "targets": "attention"}, "training": {"max_steps": 2, "batch_size": 2,
+                                                                         "max_seq_len": 1024, "save_steps": 1}},
+        "indexes": {"code": {"build": {"corpus": str(code_corpus), "index": {"method": "bm25"}}}},
+        "benchmarks": {"he3": {"problems": str(problems_file), "index": "code"}},
+        "evaluate": {"ks": [1]},
+    }
+    path = tmp_path / "ablate.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_six_conditions_report_cache_and_gate(capsys, tmp_path, grid):
+    out = tmp_path / "abl"
+    code, stdout, err = run(capsys, "ablate", grid, "--conditions", "baseline,rag_only")
+    assert code == 0, err
+    first = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")}
+    assert len(first) == 2 and "adapter" not in err  # no adapter needed by these two: none trained
+
+    code, stdout, err = run(capsys, "ablate", grid)
+    assert code == 0, err
+    ablation = read_json(out / "ablation.json")
+    assert [c["condition"] for c in ablation["cells"]] == ["baseline", "lora_only", "dora_only", "rag_only",
+                                                          "lora_rag", "dora_rag"]
+    for name, mtime in first.items():  # the two finished cells were not recomputed
+        assert (out / "cells" / name / "cell.json").stat().st_mtime_ns == mtime
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")}
+    assert len(done_before) == 6
+    for cell in ablation["cells"]:
+        rows = read_jsonl(cell["results"])
+        assert len(rows) == 3 and {"task_id", "passed", "status"} <= set(rows[0])  # per-sample results kept
+        if cell["index"]:
+            assert all(r.get("retrieved") for r in read_jsonl(cell["samples"]))
+    assert ablation["adapters"]["dora"]["method"] == "dora" and ablation["adapters"]["lora"]["steps"] == 2
+    assert json.loads((Path(ablation["adapters"]["dora"]["dir"]) / "adapter" / "adapter_config.json").read_text())["use_dora"]
+
+    report = out / "report"
+    for name in ("results.csv", "results.md", "results.tex", "significance.csv", "significance.md", "report.md",
+                 "training.csv", "conditions.png", "conditions.svg", "topk.png"):
+        assert (report / name).is_file(), name
+    sig = read_json(report / "report.json")["significance"]
+    assert len(sig) == 5 + 3  # five against baseline, dora_rag against the three single methods
+    assert all(0 <= s["mcnemar_p"] <= s["mcnemar_p_holm"] <= 1 for s in sig)
+    assert "dora_rag" in (report / "report.md").read_text() and "\\begin{tabular}" in (report / "results.tex").read_text()
+    assert "is dora_rag" in stdout  # the synergy line
+
+    # a re-run recomputes nothing
+    code, stdout, err = run(capsys, "ablate", grid, "--dry-run")
+    assert code == 0 and "todo" not in stdout and stdout.count("done") == 1 + 2 + 1 + 6
+    code, stdout, err = run(capsys, "ablate", grid)
+    assert code == 0, err
+    assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")} == done_before
+    assert "loading" not in err and "train" not in err.lower().replace("training data", "")
+
+    # a changed setting makes new cells only where it matters
+    code, stdout, err = run(capsys, "ablate", grid, "rag.top_k=1", "--dry-run")
+    todo = [line for line in stdout.splitlines() if line.startswith("todo")]
+    assert len(todo) == 3 and all("_rag" in line or "rag_only" in line for line in todo)
+
+    # gate on the ablation metrics: a pattern rule covers every condition
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics["he3"]) == set(ablation["conditions"])
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps({"he3": {c: {"pass@1": v["pass@1"] - 0.5} for c, v in metrics["he3"].items()}}))
+    rules = tmp_path / "gate.yaml"
+    rules.write_text("rules:\n  '*.pass@1': {tolerance: 0.02}\n")
+    code, stdout, err = run(capsys, "gate", worse, "--baseline", out / "metrics.json", "-c", rules)
+    assert code == 3 and stdout.count("regressed") == 6
+
+
+def test_killed_cell_resumes_and_bad_config_is_one_line(capsys, tmp_path, grid):
+    out = tmp_path / "abl"
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "baseline")
+    assert code == 0, err
+    cell = next((out / "cells").glob("baseline--*"))
+    samples = cell / "samples.jsonl"
+    # simulate a kill mid-cell: no done marker, one finished task on disk plus a torn line
+    lines = samples.read_text().splitlines()
+    (cell / "cell.json").unlink()
+    samples.write_text(lines[0] + "\n" + lines[1][:10])
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "baseline")
+    assert code == 0, err
+    assert len(read_jsonl(samples)) == 3 and (cell / "cell.json").is_file()
+    assert read_json(cell / "cell.json")["samples_generated"] == 2  # the finished task was kept, not redone
+
+    code, _, err = run(capsys, "ablate", grid, "conditions.x.adapter=nope", "benchmarks.he3.limitt=2")
+    assert code == 1 and "nope" in err and "limitt" in err and "Traceback" not in err
+
+
+def test_mlflow_tracking_is_readable_with_the_client(capsys, tmp_path, grid):
+    mlflow = pytest.importorskip("mlflow")
+    out = tmp_path / "abl"
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "baseline,rag_only", "tracking.backend=mlflow")
+    assert code == 0, err
+    assert (out / "mlflow.db").is_file()
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name("dorag")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED" and r.info.run_name == "tiny"
+    assert set(r.data.metrics) == {"he3/baseline/pass_1", "he3/rag_only/pass_1"}
+    assert r.data.params["generation.max_new_tokens"] == "4" and r.data.tags["git_sha"]
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"ablation.json", "report.md", "results.csv"} <= artifacts
