@@ -77,6 +77,18 @@ def test_six_conditions_report_cache_and_gate(capsys, tmp_path, grid):
     assert "dora_rag" in (report / "report.md").read_text() and "\\begin{tabular}" in (report / "results.tex").read_text()
     assert "is dora_rag" in stdout  # the synergy line
 
+    # publish: PEFT directories with a model card; no token, so nothing is pushed and it says so
+    import os
+
+    os.environ.pop("HF_TOKEN", None)
+    os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
+    code, stdout, err = run(capsys, "publish", out, "--out", tmp_path / "pub")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["dora", "lora"]
+    assert (tmp_path / "pub" / "dora" / "adapter_model.safetensors").is_file()
+    assert "dora_rag" in (tmp_path / "pub" / "dora" / "README.md").read_text()
+    assert err.count("not pushed: no HF token") == 2
+
     # a re-run recomputes nothing
     code, stdout, err = run(capsys, "ablate", grid, "--dry-run")
     assert code == 0 and "todo" not in stdout and stdout.count("done") == 1 + 2 + 1 + 6

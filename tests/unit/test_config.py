@@ -6,7 +6,7 @@ from typing import Literal
 
 import pytest
 
-from dorag.core.config import describe, dump_yaml, from_dict, load_config, option, parse_overrides, to_dict
+from dorag.core.config import describe, dump_yaml, from_dict, load_config, load_yaml, option, parse_overrides, to_dict
 from dorag.core.errors import ConfigError
 
 
@@ -105,10 +105,17 @@ def test_shipped_configs_validate():
     from dorag.experiments.prepare import PrepareConfig
     from dorag.training.config import TrainConfig
 
-    classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig, "index": IndexBuildConfig, "gate": GateConfig}
+    from dorag.experiments.ablate import AblateConfig, plan
+    from dorag.experiments.profiles import resolve_ablate_data
+
+    classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig, "index": IndexBuildConfig,
+               "gate": GateConfig, "ablate": AblateConfig}
     configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
     assert len(configs) >= 6
     for path in configs:
         kind = path.stem.split("-")[0]
         assert kind in classes, f"{path.name}: no config class for prefix {kind!r}"
-        load_config(classes[kind], path)
+        if kind == "ablate":  # the whole plan resolves: every adapter, index and cell config is valid
+            assert plan(from_dict(AblateConfig, resolve_ablate_data(load_yaml(path)))).cells
+        else:
+            load_config(classes[kind], path)

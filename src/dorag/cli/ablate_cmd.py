@@ -20,16 +20,15 @@ def ablate(
     """Run the conditions x benchmarks grid; cells are cached by config hash, a killed run resumes."""
     from dorag.core.config import deep_merge, from_dict, load_yaml, parse_overrides
     from dorag.experiments.ablate import AblateConfig, plan
-    from dorag.experiments.profiles import load_profile
+    from dorag.experiments.profiles import resolve_ablate_data
     from dorag.experiments.runner import run_ablation
 
-    if config and profile:
-        raise typer.BadParameter("give a config file or --profile, not both")
-    base = load_profile(profile) if profile else {}
     flags = {**{k: v for k, v in env_defaults().items() if k == "model.cache_dir"}, "out": out}
     if config and "=" in config:  # `dorag ablate key=value ...` without a file
         overrides, config = [config, *(overrides or [])], None
-    data = deep_merge(base, load_yaml(config) if config else {})
+    if config and profile:
+        raise typer.BadParameter("give a config file or --profile, not both (a YAML may say `profile: NAME`)")
+    data = resolve_ablate_data(load_yaml(config) if config else {}, profile)
     data = deep_merge(data, nest({k: v for k, v in flags.items() if v is not None}))
     cfg = from_dict(AblateConfig, deep_merge(data, parse_overrides(overrides or [])))
     only = {c.strip() for c in conditions.split(",") if c.strip()} if conditions else None
@@ -66,3 +65,28 @@ def report(
         print(line)
     echo(f"{len(result['files'])} files in {target}")
     print(result["report"])
+
+
+def publish(
+    ablation: str = typer.Argument(..., help="ablation directory (after dorag gate passed)"),
+    out: str = typer.Option(..., "--out", help="where the PEFT directories go (one per adapter)"),
+    repo_prefix: Optional[str] = typer.Option(None, help="hub repo prefix, e.g. me/qwen-coder: pushes me/qwen-coder-dora"),
+    public: bool = typer.Option(False, "--public", help="create public hub repos (default private)"),
+    adapter: Optional[List[str]] = typer.Option(None, "--adapter", help="another adapter to publish: NAME=DIR (repeatable)"),
+) -> None:
+    """Export the ablation's adapters as PEFT directories with model cards; push to the Hub only with HF_TOKEN."""
+    import os
+
+    from dorag.experiments.publish import publish as run_publish
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    extra = {}
+    for item in adapter or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"--adapter {item!r}: expected NAME=DIR")
+        extra[name] = path
+    for rec in run_publish(ablation, out, repo_prefix, token, private=not public, extra=extra):
+        print(rec["path"])
+        echo(f"{rec['adapter']}: pushed to {rec['pushed']}" if rec["pushed"] else
+             f"{rec['adapter']}: exported, not pushed: {rec['why_not']}")

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from typing import Optional
 
 import typer
@@ -40,6 +41,7 @@ def _register() -> None:
     app.command("gate")(gate_cmd.gate)
     app.command("ablate")(ablate_cmd.ablate)
     app.command("report")(ablate_cmd.report)
+    app.command("publish")(ablate_cmd.publish)
 
 
 _register()
@@ -52,6 +54,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     # bitsandbytes warns on import (via peft/sentence-transformers) about an optional CPU kernel hub download.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # deprecations aimed at library authors
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -252,7 +252,9 @@ def plan(cfg: AblateConfig) -> Plan:
                    "benchmark_path": b.path, "limit": b.limit, "seed": cfg.seed, "model": model,
                    "generation": to_dict(cfg.generation), "prompt": to_dict(cfg.prompt), "rag": rag}
             gen = deep_merge(deep_merge(gen, b.set), c.set)
-            ident = deep_merge(gen, {"model": {"adapters": {}}, "rag": {"index": None}})
+            # the adapter and index enter the hash by their own keys, not by their paths
+            ident = {**gen, "model": {**gen["model"], "adapters": sorted(gen["model"].get("adapters", {}))},
+                     "rag": {**gen["rag"], "index": None}}
             key = config_hash({"generate": ident, "adapter": a.key if a else None,
                                "index": indexes[iname].key if iname else None, "evaluate": to_dict(cfg.evaluate),
                                "problems": _file_hash_any(b.problems)})

@@ -157,7 +157,11 @@ def _train(unit: Unit, progress: Progress, say: Say) -> None:
     res = train_adapter(cfg, train_set, eval_set[: cfg.data.max_eval_examples], progress=say)
     wall = progress.finish(unit, t0)
     say(f"  {unit.name} ({cfg.peft.method}): {res.steps} steps, {res.tokens_per_s:.0f} tokens/s, eval loss "
-        f"{res.eval_loss_before} -> {res.eval_loss_after} ({wall:.0f} s)")
+        f"{_loss(res.eval_loss_before)} -> {_loss(res.eval_loss_after)} ({wall:.0f} s)")
+
+
+def _loss(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def _build_index(unit: Unit, progress: Progress, say: Say, bar: Bar) -> None:

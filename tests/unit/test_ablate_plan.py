@@ -1,0 +1,74 @@
+"""The ablation plan: hashes that depend on what a unit is, not where it lives; errors reported at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from dorag.core.config import from_dict
+from dorag.core.errors import ConfigError
+from dorag.experiments.ablate import SIX, AblateConfig, config_hash, plan
+from dorag.experiments.profiles import load_profile, profile_names, resolve_ablate_data
+
+
+def _cfg(**over) -> AblateConfig:
+    from dorag.core.config import deep_merge
+
+    return from_dict(AblateConfig, deep_merge(load_profile("quickstart"), over))
+
+
+def test_hash_ignores_placement_and_key_order():
+    assert config_hash({"a": 1, "b": {"c": 2}}) == config_hash({"b": {"c": 2}, "a": 1})
+    assert config_hash({"a": 1, "out": "x", "cache_dir": "/c"}) == config_hash({"a": 1, "out": "y"})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_default_grid_is_six_conditions_by_two_benchmarks():
+    p = plan(AblateConfig())
+    assert [c.condition for c in p.cells[:6]] == list(SIX) and len(p.cells) == 12
+    assert sorted(p.adapters) == ["dora", "lora"] and sorted(p.indexes) == ["stdlib", "unseen-api"]
+    assert p.data is not None and p.adapters["dora"].config.peft.method == "dora"
+    dora_rag = next(c for c in p.cells if c.condition == "dora_rag" and c.benchmark == "unseen-api")
+    assert dora_rag.config.model.merge and dora_rag.config.model.adapter == "dora"
+    assert dora_rag.config.rag.index == str(p.indexes["unseen-api"].dir)
+    baseline = p.cells[0]
+    assert baseline.config.rag.index is None and baseline.config.model.adapters == {}
+
+
+def test_a_change_touches_only_the_units_that_depend_on_it(tmp_path):
+    a = plan(_cfg(out=str(tmp_path / "a")))
+    b = plan(_cfg(out=str(tmp_path / "b"), train={"training": {"max_steps": 13}}))
+    assert a.adapters["lora"].key != b.adapters["lora"].key  # retrained...
+    same = {c.name for c, d in zip(a.cells, b.cells) if c.key == d.key}
+    assert same == {"baseline x humaneval", "rag_only x humaneval", "baseline x unseen-api", "rag_only x unseen-api"}
+    # ...and where the ablation lives does not matter
+    assert [c.key for c in a.cells] == [c.key for c in plan(_cfg(out=str(tmp_path / "elsewhere"))).cells]
+    c = plan(_cfg(benchmarks={"humaneval": {"limit": 5}}))
+    assert {u.name for u, v in zip(a.cells, c.cells) if u.key != v.key} == {f"{x} x humaneval" for x in SIX}
+
+
+def test_given_adapter_and_index_paths_skip_training_and_building(tmp_path):
+    p = plan(_cfg(adapters={"lora": {"path": str(tmp_path / "l")}, "dora": {"path": str(tmp_path / "d")}},
+                  indexes={"stdlib": {"path": str(tmp_path / "i")}}))
+    assert p.data is None and all(u.config is None and u.done() for u in p.adapters.values())
+    assert p.indexes["stdlib"].config is None and p.indexes["unseen-api"].config is not None
+    lora = next(c for c in p.cells if c.condition == "lora_only")
+    assert lora.config.model.adapters == {"lora": str(tmp_path / "l")}
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        plan(from_dict(AblateConfig, {"conditions": {"x": {"adapter": "nope", "rag": True, "index": "gone"}},
+                                      "train": {"training": {"max_stepz": 3}}}))
+    msg = str(err.value)
+    assert "nope" in msg and "gone" in msg
+    with pytest.raises(ConfigError, match="max_stepz"):
+        plan(from_dict(AblateConfig, {"conditions": {"x": {"adapter": "lora"}}, "train": {"training": {"max_stepz": 3}}}))
+
+
+def test_profiles_and_extra_conditions():
+    assert {"quickstart", "full"} <= set(profile_names())
+    data = resolve_ablate_data({"profile": "quickstart", "extra_conditions": {"k1": {"rag": True, "top_k": 1}}})
+    cfg = from_dict(AblateConfig, data)
+    assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 16
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_profile("nope")
