@@ -1,29 +1,30 @@
-"""`dorag quickstart` end to end on a tiny model: report written, re-run resumes without regenerating."""
+"""`dorag quickstart` end to end on a tiny model: the six conditions, the report, and a re-run that redoes nothing."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
 from dorag.cli.main import main
-from dorag.core.io import read_jsonl
+from dorag.core.io import read_json
 
 pytestmark = pytest.mark.integration
 
 
-def test_quickstart_runs_and_reruns_fast(capsys, tmp_path, tiny_model_dir):
+def test_quickstart_runs_the_grid_and_reruns_without_work(capsys, tmp_path, tiny_model_dir):
     out = tmp_path / "qs"
-    args = ["quickstart", "--model", str(tiny_model_dir), "--limit", "3", "--out", str(out)]
+    args = ["quickstart", "--model", str(tiny_model_dir), "--limit", "2", "--out", str(out),
+            "benchmarks.unseen-api.limit=2", "generation.max_new_tokens=8", "data.limit=24",
+            "train.training.max_steps=2", "train.training.max_seq_len=1024", "train.peft.r=4",
+            "indexes.stdlib.build.sources=[package:json]", "data.sources=[package:email]"]
     assert main(args) == 0, capsys.readouterr().err
-    report = (out / "report.md").read_text()
-    assert "| baseline |" in report and "HumanEval, 3 tasks" in report
-    samples = out / "humaneval-baseline" / "samples.jsonl"
-    results = read_jsonl(out / "humaneval-baseline" / "samples_results.jsonl")
-    assert len(read_jsonl(samples)) == 3 and len(results) == 3
-    before = samples.read_bytes()
-    t0 = time.perf_counter()
+    stdout, err = capsys.readouterr()
+    ablation = read_json(out / "ablation.json")
+    assert len(ablation["cells"]) == 12 and set(read_json(out / "metrics.json")) == {"humaneval", "unseen-api"}
+    assert "| dora_rag |" in stdout.replace("| humaneval | dora_rag |", "| dora_rag |")  # the results table
+    assert "is dora_rag" in stdout and "| adapter training |" in stdout and "report:" in err
+    assert ablation["retrieval"]["unseen-api"]["metrics"]["recall@5"] > 0  # Unseen-API has API judgements
+    cells = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/cell.json")}
     assert main(args) == 0
-    assert time.perf_counter() - t0 < 20  # nothing regenerated or re-run
-    assert samples.read_bytes() == before
-    assert "(3 already done)" in capsys.readouterr().err
+    stdout, err = capsys.readouterr()
+    assert {p: p.stat().st_mtime_ns for p in out.glob("cells/*/cell.json")} == cells
+    assert "17 of 17 units already done" in err and "loading" not in err

@@ -69,3 +69,15 @@ def test_first_baseline_and_bad_input(capsys, files):
         from dorag.experiments.gate import GateConfig
 
         from_dict(GateConfig, {})
+
+
+def test_pattern_rules_cover_every_matching_metric_and_exact_names_win():
+    cur = {"he.dora_rag.pass@1": 0.40, "ua.dora_rag.pass@1": 0.30, "he.baseline.pass@1": 0.10}
+    base = {"he.dora_rag.pass@1": 0.45, "ua.dora_rag.pass@1": 0.30, "he.baseline.pass@1": 0.50}
+    rules = {"*.dora_rag.pass@1": Rule(tolerance=0.02), "he.dora_rag.pass@1": Rule(tolerance=0.10)}
+    rows = {r.metric: r for r in evaluate_gate(cur, base, rules)}
+    assert set(rows) == {"he.dora_rag.pass@1", "ua.dora_rag.pass@1"}  # baseline is not gated
+    assert rows["he.dora_rag.pass@1"].status == "ok" and rows["he.dora_rag.pass@1"].allowed == pytest.approx(0.10)
+    assert rows["ua.dora_rag.pass@1"].status == "ok"
+    rows = evaluate_gate({**cur, "ua.dora_rag.pass@1": 0.2}, base, rules)
+    assert [r.status for r in rows if r.metric.startswith("ua")] == ["regressed"]

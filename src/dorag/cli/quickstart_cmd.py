@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 
 def quickstart(
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides of the profile, e.g. rag.top_k=2"),
     full: bool = typer.Option(False, "--full", help="full benchmarks and longer training (hours on a CPU)"),
     out: Optional[str] = typer.Option(None, help="ablation directory (default runs/quickstart, --full: runs/full)"),
     model: str = typer.Option("qwen2.5-coder-0.5b-instruct", help="registered name, local path or hub id"),
@@ -20,4 +21,4 @@ def quickstart(
     from dorag.cli.quickstart_impl import run_quickstart
 
     run_quickstart(full=full, out=out, model=model, limit=limit, mbpp=mbpp,
-                   cache_dir=env_defaults().get("model.cache_dir"))
+                   cache_dir=env_defaults().get("model.cache_dir"), overrides=overrides or [])

@@ -8,6 +8,7 @@ and the report with its synergy line. Every unit is cached, so a re-run takes se
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from dorag.cli.common import echo, progress_bar
@@ -16,8 +17,8 @@ STAGE_NAMES = {"data": "training data", "adapter": "adapter training", "index": 
 
 
 def run_quickstart(full: bool, out: str | None, model: str, limit: int | None = None, mbpp: str | None = None,
-                   cache_dir: str | None = None) -> None:
-    from dorag.core.config import deep_merge, from_dict
+                   cache_dir: str | None = None, overrides: Sequence[str] = ()) -> None:
+    from dorag.core.config import deep_merge, from_dict, parse_overrides
     from dorag.experiments.ablate import AblateConfig
     from dorag.experiments.profiles import load_profile
     from dorag.experiments.runner import run_ablation
@@ -33,7 +34,7 @@ def run_quickstart(full: bool, out: str | None, model: str, limit: int | None = 
         extra["benchmarks"] = {"humaneval": {"limit": limit}}
     if mbpp:
         extra.setdefault("benchmarks", {})["mbpp"] = {"path": mbpp, "index": "stdlib"}
-    cfg = from_dict(AblateConfig, deep_merge(data, extra))
+    cfg = from_dict(AblateConfig, deep_merge(deep_merge(data, extra), parse_overrides(overrides)))
     if full and not mbpp:
         echo("MBPP: not measurable offline without a local copy; pass --mbpp sanitized-mbpp.json to include it")
 
