@@ -1,7 +1,8 @@
-"""`dorag data prepare`."""
+"""`dorag data prepare|corpus|synth`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import List, Optional
 
 import typer
@@ -54,3 +55,62 @@ def corpus(
         docs = kept
     n = write_jsonl(out, docs)
     print(f"{out}: {n} documents")
+
+
+@app.command("synth")
+def synth(
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. min_query_words=5 ngram=10"),
+    corpus: Optional[List[str]] = typer.Option(None, help="code to mine: stdlib (default), package:NAME, a directory, "
+                                               "a .py file or a corpus JSONL; repeatable"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="output directory (default data/synth)"),
+    categories: Optional[str] = typer.Option(None, help="comma-separated: text2code,code2text,code2code,hybrid"),
+    max_pairs: Optional[int] = typer.Option(None, help="at most N pairs (round-robin over the categories)"),
+    held_out: Optional[float] = typer.Option(None, help="share held out as queries + qrels (default 0.1)"),
+    source: Optional[str] = typer.Option(None, help="mined (default: relations read off the AST) or llm"),
+    llm_base_url: Optional[str] = typer.Option(None, help="source llm: an OpenAI-compatible server, e.g. http://localhost:8000/v1"),
+    llm_model: Optional[str] = typer.Option(None, help="source llm: the served model name, or a local model "
+                                            "(default: the packaged default model)"),
+    check_corpus: Optional[List[str]] = typer.Option(None, help="a corpus or index directory the queries must stay out of; repeatable"),
+    seed: Optional[int] = typer.Option(None, help="seed of the shuffles and the split"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (configs/synth-*.yaml)"),
+) -> None:
+    """Synthesise (query, positive) pairs for retriever training, with held-out qrels for `dorag index evaluate`."""
+    from dorag.data.synth import SynthConfig, check_documents, records_from_sources, synthesize, write_synth
+
+    cfg = build_config(SynthConfig, config, {
+        "sources": corpus or None, "out": out, "categories": categories, "max_pairs": max_pairs, "held_out": held_out,
+        "source": source, "check_corpus": check_corpus or None, "seed": seed}, overrides or [])
+    records = records_from_sources(cfg.sources)
+    echo(f"{len(records)} functions from {', '.join(cfg.sources)}")
+    generate = _llm_generate(llm_base_url, llm_model) if cfg.source == "llm" else None
+    result = synthesize(records, cfg, generate, check_documents(cfg.check_corpus), progress=echo)
+    report = write_synth(result, cfg)
+    for cat in cfg.categories:
+        print(f"{cat:<10} train {report['train'].get(cat, 0):>6}  held-out {report['heldout'].get(cat, 0):>5}")
+    print("dropped: " + (", ".join(f"{k}={v}" for k, v in report["dropped"].items()) or "none"))
+    print(f"queries in the corpus: {report['query_in_corpus']['fraction']:.1%} (limit {cfg.max_query_in_corpus:.0%}); "
+          f"{len(report['query_doc_ids'])} documents gave query text (listed in report.json)")
+    print(f"wrote {report['n_train']} train + {report['n_heldout']} held-out pairs, {report['n_corpus']} corpus documents "
+          f"to {cfg.out}")
+
+
+def _llm_generate(base_url: str | None, model: str | None) -> Callable[[list[str]], list[str]]:
+    """A generate(prompts) -> texts over an OpenAI-compatible endpoint, or the local model (chat prompts, greedy)."""
+    from dorag.cli.common import env_defaults
+    from dorag.core.config import from_dict
+    from dorag.core.types import Prompt
+    from dorag.models.generator import GenerationParams
+    from dorag.models.loading import ModelConfig, load_generator
+    from dorag.models.registry import DEFAULT_MODEL
+
+    env = {k.split(".", 1)[1]: v for k, v in env_defaults().items() if k.startswith("model.")}
+    mcfg = from_dict(ModelConfig, {**env, "name": model or DEFAULT_MODEL,
+                                   **({"backend": "openai", "base_url": base_url} if base_url else {})})
+    generator = load_generator(mcfg, progress=echo)
+    params = GenerationParams(max_new_tokens=160, temperature=0.0)
+
+    def generate(prompts: list[str]) -> list[str]:
+        outs = generator.generate([Prompt(messages=(("user", p),)) for p in prompts], params)
+        return [o[0].text if o else "" for o in outs]
+
+    return generate

@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from dorag.cli import (ablate_cmd, adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
-                           gate_cmd, index_cmd, models_cmd, quickstart_cmd, train_cmd)
+                           gate_cmd, index_cmd, models_cmd, quickstart_cmd, retriever_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(benchmarks_cmd.app, name="benchmarks")
@@ -35,6 +35,7 @@ def _register() -> None:
     app.command("evaluate")(evaluate_cmd.evaluate)
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
+    app.command("train-retriever")(retriever_cmd.train_retriever)
     app.add_typer(adapters_cmd.app, name="adapters")
     app.command("docstring")(docstring_cmd.docstring)
     app.command("quickstart")(quickstart_cmd.quickstart)

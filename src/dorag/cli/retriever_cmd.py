@@ -1,0 +1,46 @@
+"""`dorag train-retriever`: fine-tune the retrieval embedder on (query, positive) pairs."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from dorag.cli.common import build_config, echo
+
+
+def train_retriever(
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. training.learning_rate=1e-5"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (configs/retriever-*.yaml)"),
+    method: Optional[str] = typer.Option(None, help="training method: contrastive"),
+    data: Optional[str] = typer.Option(None, help="pairs JSONL or a `dorag data synth` directory"),
+    eval_dir: Optional[str] = typer.Option(None, help="held-out corpus.jsonl, queries.jsonl, qrels/test.tsv (default: beside the pairs)"),
+    embedder: Optional[str] = typer.Option(None, help="base embedder: all-minilm-l6-v2 (default), a path or Hub id"),
+    hard_negatives: Optional[bool] = typer.Option(None, "--hard-negatives/--no-hard-negatives",
+                                                  help="mine hard negatives with the base embedder"),
+    max_steps: Optional[int] = typer.Option(None, help="optimizer steps (overrides epochs)"),
+    epochs: Optional[float] = typer.Option(None, help="epochs"),
+    batch_size: Optional[int] = typer.Option(None, help="pairs per step (the in-batch negatives)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate"),
+    output_dir: Optional[str] = typer.Option(None, help="run directory (the model goes to <dir>/model)"),
+    seed: Optional[int] = typer.Option(None, help="seed"),
+) -> None:
+    """Contrastive training of the embedder; a re-run resumes from the last checkpoint."""
+    from dorag.training.retriever import train_retriever as run_training
+    from dorag.training.retriever_config import RetrieverTrainConfig
+
+    cfg = build_config(RetrieverTrainConfig, config, {
+        "method": method, "data.train": data, "data.eval_dir": eval_dir, "embedder": embedder,
+        "hard_negatives.enabled": hard_negatives, "training.max_steps": max_steps, "training.num_train_epochs": epochs,
+        "training.batch_size": batch_size, "training.learning_rate": lr, "output_dir": output_dir, "seed": seed},
+        overrides or [])
+    res = run_training(cfg, progress=echo)
+
+    def fmt(m: dict | None) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in m.items()) if m else "n/a"
+
+    echo(f"{res.steps} steps in {res.wall_s:.0f}s, batch sampler {res.summary['batch_sampler']}")
+    echo(f"held-out before: {fmt(res.before)}")
+    echo(f"held-out after:  {fmt(res.after)}")
+    print(json.dumps({"model_dir": str(res.model_dir), "before": res.before, "after": res.after, "steps": res.steps}))
