@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dorag.core.config import option
+from dorag.models.registry import DEFAULT_MODEL
 from dorag.retrieval.embedders import DEFAULT_EMBEDDER
 
 
@@ -54,7 +55,8 @@ class HardNegativesConfig:
 
 @dataclass
 class ContrastiveConfig:
-    """Optimisation of the bi-encoder (passed to SentenceTransformerTrainer)."""
+    """Optimisation of the bi-encoder: SentenceTransformerTrainer's arguments for method contrastive; the
+    step, schedule and checkpoint fields also drive replug-lsr (batch_size is then queries per step)."""
 
     learning_rate: float = option(2e-5, "peak learning rate (sentence-transformers' fine-tuning default)")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = option("linear", "schedule")
@@ -76,10 +78,63 @@ class ContrastiveConfig:
         for name in ("batch_size", "max_seq_length", "logging_steps", "eval_steps", "save_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            problems.append("batch_size: in-batch negatives need at least 2 pairs per batch")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
+        return problems
+
+
+@dataclass
+class ReplugConfig:
+    """REPLUG LSR (Shi et al. 2023, sec. 4): the LM's preference among retrieved documents supervises the
+    query encoder. Used by method replug-lsr only."""
+
+    datastore: tuple[str, ...] = option((), "documents retrieved from: corpus JSONL files, index directories (their "
+                                            "docs.jsonl) or corpus sources (stdlib, package:NAME, a directory); "
+                                            "empty: the corpus.jsonl beside the pairs. The training queries' own "
+                                            "documents are removed (sec. 4: queries and datastore are disjoint)")
+    top_n: int = option(20, "documents retrieved per query, D' (the paper retrieves 20)")
+    gamma: float = option(0.1, "retrieval temperature: P_R(d|x) = softmax over D' of cos(E(d), E(x)) / gamma (Eq. 3)")
+    beta: float = option(1.0, "LM temperature: Q(d|x,y) = softmax over D' of log P_LM(y | d, x) / beta (Eq. 4)")
+    refresh_steps: int = option(100, "re-embed the whole datastore with the current encoder every N steps "
+                                     "(the paper's asynchronous index update); documents are stale in between")
+    teacher: Literal["local", "openai"] = option("local", "local: a transformers model loaded here; openai: a served "
+                                                          "model at teacher_base_url that returns prompt log-probs (vLLM)")
+    teacher_model: str = option(DEFAULT_MODEL, "local: registered name (dorag models list), path or hub id; "
+                                               "openai: the name the server knows")
+    teacher_base_url: str | None = option(None, "openai teacher: server URL, e.g. http://localhost:8000/v1")
+    teacher_api_key: str | None = option(None, "openai teacher: API key (the CLI reads OPENAI_API_KEY)")
+    teacher_dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "local teacher precision; auto: "
+                                                                                     "float32 on CPU, bfloat16 on GPU")
+    teacher_tokenizer: str | None = option(None, "openai teacher with prompt_style=chat: a local model whose chat "
+                                                 "template renders the prompt (default: teacher_model)")
+    prompt_style: Literal["auto", "chat", "completion"] = option(
+        "auto", "the teacher's prompt, built as dorag builds RAG prompts: chat (template + response prefix) or "
+                "completion (raw text); auto: chat for a local model with a chat template, else completion")
+    doc_budget_tokens: int = option(256, "most prompt tokens the retrieved document takes (cut as for RAG)")
+    max_target_tokens: int = option(128, "tokens of the gold continuation y scored; longer ones are cut")
+    lm_batch_size: int = option(8, "(document, query, continuation) sequences per teacher forward pass")
+    embed_batch_size: int = option(64, "texts per batch when embedding the datastore")
+    ngram: int = option(8, "n-gram size of the query/datastore overlap test (as `dorag data synth`)")
+    overlap_threshold: float = option(0.5, "n-gram containment at which a query counts as inside a document")
+    max_query_in_datastore: float = option(0.1, "error when more than this share of training queries occurs in the "
+                                                "datastore; below it those queries are dropped")
+    timeout_s: float = option(120.0, "openai teacher: per-request timeout")
+    concurrency: int = option(8, "openai teacher: requests in flight at once")
+
+    def check(self) -> list[str]:
+        problems = []
+        for name in ("top_n", "refresh_steps", "doc_budget_tokens", "max_target_tokens", "lm_batch_size",
+                     "embed_batch_size", "ngram", "concurrency"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.top_n < 2:
+            problems.append("top_n: the distributions over D' need at least 2 documents")
+        if self.gamma <= 0 or self.beta <= 0:
+            problems.append(f"gamma and beta: temperatures must be positive, got {self.gamma} and {self.beta}")
+        if self.teacher == "openai" and not self.teacher_base_url:
+            problems.append("teacher_base_url: required when teacher=openai (e.g. http://localhost:8000/v1)")
+        if not 0 <= self.max_query_in_datastore <= 1 or not 0 < self.overlap_threshold <= 1:
+            problems.append("max_query_in_datastore and overlap_threshold: must be fractions in [0, 1]")
         return problems
 
 
@@ -87,7 +142,7 @@ class ContrastiveConfig:
 class RetrieverTrainConfig:
     """`dorag train-retriever`: fine-tune an embedder on (query, positive) pairs."""
 
-    method: str = option("contrastive", "training method (dorag.training.retriever.METHODS): contrastive")
+    method: str = option("contrastive", "training method (dorag.training.retriever.METHODS): contrastive, replug-lsr")
     embedder: str = option(DEFAULT_EMBEDDER, "base embedder: all-minilm-l6-v2, all-mpnet-base-v2, a local "
                                              "sentence-transformers directory or a Hub id")
     output_dir: str | None = option(None, "run directory (default runs/retriever-<method>); the model goes to <dir>/model")
@@ -96,6 +151,7 @@ class RetrieverTrainConfig:
     data: RetrieverDataConfig = field(default_factory=RetrieverDataConfig)
     training: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     hard_negatives: HardNegativesConfig = field(default_factory=HardNegativesConfig)
+    replug: ReplugConfig = field(default_factory=ReplugConfig)
 
     def check(self) -> list[str]:
         from dorag.training.retriever import METHODS  # the registry decides which methods exist
@@ -103,6 +159,8 @@ class RetrieverTrainConfig:
         problems = [] if self.data.train else ["data.train: give the training pairs (see `dorag data synth`)"]
         if self.method not in METHODS:
             problems.append(f"method: invalid value {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.method == "contrastive" and self.training.batch_size < 2:
+            problems.append("training.batch_size: in-batch negatives need at least 2 pairs per batch")
         return problems
 
     def resolved_output_dir(self) -> str:

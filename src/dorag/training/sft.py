@@ -120,13 +120,19 @@ class TrainResult:
 class _RunLogger:
     """A TrainerCallback that mirrors the Trainer's logs into the run directory's metrics.jsonl."""
 
-    def __new__(cls, run: RunDir) -> Any:
+    def __new__(cls, run: RunDir, progress: Callable[[str], None] = lambda m: None) -> Any:
         transformers = require("transformers", extra="models")
 
         class Callback(transformers.TrainerCallback):
             def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-                if logs:
-                    run.log(step=state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))})
+                numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+                if not numbers:
+                    return
+                run.log(step=state.global_step, **numbers)
+                shown = {k: v for k, v in numbers.items() if k in ("loss", "eval_loss")}
+                if shown:
+                    progress(f"step {state.global_step}/{state.max_steps}: "
+                             + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
         return Callback()
 
@@ -196,7 +202,10 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
         **({"optim": "paged_adamw_8bit"} if cfg.peft.method == "qlora" and torch.cuda.is_available() else {}),
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
-                                   data_collator=collator, callbacks=[_RunLogger(run)])
+                                   data_collator=collator, callbacks=[_RunLogger(run, progress)])
+    for callback in trainer.callback_handler.callbacks:  # the bars stay; the log dicts go to metrics.jsonl, not stdout
+        if isinstance(callback, (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback)):
+            callback.on_log = lambda *a, **k: None
     before = None
     resume_from = last_checkpoint(out) if cfg.resume else None
     if eval_ds and resume_from is None:
