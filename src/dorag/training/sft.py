@@ -131,7 +131,7 @@ class _RunLogger:
                 run.log(step=state.global_step, **numbers)
                 shown = {k: v for k, v in numbers.items() if k in ("loss", "eval_loss")}
                 if shown:
-                    progress(f"step {state.global_step}/{state.max_steps}: "
+                    progress(f"step {state.global_step}" + (f"/{state.max_steps}" if state.max_steps else "") + ": "
                              + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
 
         return Callback()
