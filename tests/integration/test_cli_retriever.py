@@ -88,8 +88,8 @@ def test_synth_errors_are_one_line(capsys, tmp_path):
     empty.mkdir()
     code, _, err = run(capsys, "data", "synth", "--corpus", empty, "--out", tmp_path / "o")
     assert code == 1 and err.splitlines()[-1].startswith("error: no pairs: the sources")
-    code, _, err = run(capsys, "train-retriever", "--data", tmp_path / "missing.jsonl", "--method", "replug-lsr")
-    assert code == 1 and "choose one of: contrastive" in err
+    code, _, err = run(capsys, "train-retriever", "--data", tmp_path / "missing.jsonl", "--method", "rocchio")
+    assert code == 1 and "choose one of: contrastive, replug-lsr" in err
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):

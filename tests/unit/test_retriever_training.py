@@ -116,18 +116,23 @@ def test_hard_negatives_add_a_negative_column(tmp_path, tiny_embedder_dir, data_
 def test_method_registry_and_config_errors(tmp_path, data_dir):
     from dorag.training import retriever
 
-    assert list(retriever.METHODS) == ["contrastive"]
-    with pytest.raises(ConfigError, match="method: invalid value 'replug-lsr'; choose one of: contrastive"):
-        from_dict(RetrieverTrainConfig, {"method": "replug-lsr", "data": {"train": str(data_dir)}})
+    assert list(retriever.METHODS) == ["contrastive", "replug-lsr"]
+    with pytest.raises(ConfigError, match="method: invalid value 'rocchio'; choose one of: contrastive, replug-lsr"):
+        from_dict(RetrieverTrainConfig, {"method": "rocchio", "data": {"train": str(data_dir)}})
     with pytest.raises(ConfigError, match="data.train"):
         from_dict(RetrieverTrainConfig, {})
+    with pytest.raises(ConfigError, match="training.batch_size: in-batch negatives need at least 2"):
+        from_dict(RetrieverTrainConfig, {"data": {"train": str(data_dir)}, "training": {"batch_size": 1}})
+    # one query per step is fine for replug-lsr (no in-batch negatives)
+    assert from_dict(RetrieverTrainConfig, {"method": "replug-lsr", "data": {"train": str(data_dir)},
+                                            "training": {"batch_size": 1}}).training.batch_size == 1
     calls = []
-    retriever.METHODS["replug-lsr"] = lambda cfg, progress: calls.append(cfg.method) or "ran"
+    retriever.METHODS["rocchio"] = lambda cfg, progress: calls.append(cfg.method) or "ran"
     try:  # a later method slots in by name
-        cfg = from_dict(RetrieverTrainConfig, {"method": "replug-lsr", "data": {"train": str(data_dir)}})
-        assert retriever.train_retriever(cfg) == "ran" and calls == ["replug-lsr"]
+        cfg = from_dict(RetrieverTrainConfig, {"method": "rocchio", "data": {"train": str(data_dir)}})
+        assert retriever.train_retriever(cfg) == "ran" and calls == ["rocchio"]
     finally:
-        del retriever.METHODS["replug-lsr"]
+        del retriever.METHODS["rocchio"]
 
 
 def test_shipped_yaml_validates():

@@ -232,7 +232,8 @@ def plan(cfg: AblateConfig) -> Plan:
         if spec.path is not None:
             indexes[name] = Unit("index", name, config_hash({"path": str(Path(spec.path).resolve())}), Path(spec.path), None)
             continue
-        key = config_hash(spec.build)
+        weights = _local_embedder_hash((spec.build.get("index") or {}).get("embedder"))
+        key = config_hash(spec.build if weights is None else {**spec.build, "embedder_files": weights})
         idir = out / "indexes" / f"{name}-{key}"
         indexes[name] = Unit("index", name, key, idir, build(IndexBuildConfig, {**spec.build, "out": str(idir)}, f"indexes.{name}"))
     cells: list[Unit] = []
@@ -264,6 +265,21 @@ def plan(cfg: AblateConfig) -> Plan:
     if problems:
         raise ConfigError("invalid ablation config:\n  " + "\n  ".join(problems))
     return Plan(data, adapters, indexes, cells)
+
+
+def _local_embedder_hash(embedder: Any) -> str | None:
+    """For an embedder given as a local directory (a `dorag train-retriever` output), a hash of its files: a
+    retrained model at the same path gets a new index, not the stale one. None for a packaged name or Hub id."""
+    if not isinstance(embedder, str) or not Path(embedder).expanduser().is_dir():
+        return None
+    root = Path(embedder).expanduser()
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _file_hash_any(path: str | None) -> str | None:

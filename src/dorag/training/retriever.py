@@ -9,7 +9,7 @@ InformationRetrievalEvaluator on held-out qrels every `eval_steps` (Recall@1/5/1
 Output: ``<output_dir>/model``, a sentence-transformers directory that any embedder option accepts
 (`dorag index build --embedder <output_dir>/model`), and ``train_summary.json`` with the metrics before and
 after, wall time and steps. Checkpoints go to ``<output_dir>/checkpoints``; a re-run resumes from the last.
-Methods live in `METHODS`, so another one (REPLUG LSR) slots in beside "contrastive".
+Methods live in `METHODS`: "contrastive" here, "replug-lsr" (REPLUG LSR, Shi et al. 2023) in training.replug.
 """
 
 from __future__ import annotations
@@ -312,9 +312,15 @@ def save_model(model: Any, out: Path) -> Path:
     return final
 
 
-# A method takes the config and a progress callback and returns a RetrieverResult. REPLUG LSR (Shi et al.
-# 2023, sec. 4) goes here as "replug-lsr" once it exists.
-METHODS: dict[str, Callable[..., RetrieverResult]] = {"contrastive": train_contrastive}
+def train_replug_lsr(cfg: RetrieverTrainConfig, progress: Callable[[str], None] = lambda m: None) -> RetrieverResult:
+    """REPLUG LSR (Shi et al. 2023, sec. 4): the query encoder learns a frozen LM's preferences (training.replug)."""
+    from dorag.training.replug import train_replug  # it builds on this module's evaluator and save_model
+
+    return train_replug(cfg, progress=progress)
+
+
+# A method takes the config and a progress callback and returns a RetrieverResult.
+METHODS: dict[str, Callable[..., RetrieverResult]] = {"contrastive": train_contrastive, "replug-lsr": train_replug_lsr}
 
 
 def train_retriever(cfg: RetrieverTrainConfig, progress: Callable[[str], None] = lambda m: None) -> RetrieverResult:
