@@ -148,3 +148,16 @@ def test_mlflow_tracking_is_readable_with_the_client(capsys, tmp_path, grid):
     assert r.data.params["generation.max_new_tokens"] == "4" and r.data.tags["git_sha"]
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"ablation.json", "report.md", "results.csv"} <= artifacts
+
+
+def test_an_index_given_by_path_is_left_untouched(capsys, tmp_path, grid, code_corpus):
+    # DVC tracks the index stage's output directory: the ablation must read it, never write into it
+    idx = tmp_path / "idx"
+    code, _, err = run(capsys, "index", "build", "--out", idx, "--corpus", code_corpus, "--method", "bm25")
+    assert code == 0, err
+    before = {p.relative_to(idx): p.stat().st_mtime_ns for p in idx.rglob("*")}
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "rag_only", f"indexes.code.path={idx}")
+    assert code == 0, err
+    assert {p.relative_to(idx): p.stat().st_mtime_ns for p in idx.rglob("*")} == before
+    cell = next((tmp_path / "abl" / "cells").glob("rag_only--*"))
+    assert read_json(cell / "leakage-problems.json")["n_flagged"] == 0  # the report sits with the cell instead

@@ -47,12 +47,37 @@ def test_a_change_touches_only_the_units_that_depend_on_it(tmp_path):
 
 
 def test_given_adapter_and_index_paths_skip_training_and_building(tmp_path):
-    p = plan(_cfg(adapters={"lora": {"path": str(tmp_path / "l")}, "dora": {"path": str(tmp_path / "d")}},
-                  indexes={"stdlib": {"path": str(tmp_path / "i")}}))
+    for name in ("l", "d", "i"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "weights.bin").write_bytes(name.encode())
+
+    def given(root):
+        return plan(_cfg(adapters={"lora": {"path": str(root / "l")}, "dora": {"path": str(root / "d")}},
+                         indexes={"stdlib": {"path": str(root / "i")}}))
+
+    p = given(tmp_path)
     assert p.data is None and all(u.config is None and u.done() for u in p.adapters.values())
     assert p.indexes["stdlib"].config is None and p.indexes["unseen-api"].config is not None
     lora = next(c for c in p.cells if c.condition == "lora_only")
     assert lora.config.model.adapters == {"lora": str(tmp_path / "l")}
+    keys = {c.name: c.key for c in p.cells}
+
+    # reports written beside the files do not count; moving the directories keeps every cell
+    (tmp_path / "i" / "leakage-humaneval.json").write_text("{}")
+    (tmp_path / "i" / "build.json").write_text('{"build_s": 1.5}')
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("l", "d", "i"):
+        (tmp_path / name).rename(moved / name)
+    assert {c.name: c.key for c in given(moved).cells} == keys
+
+    # an adapter retrained in place (new bytes, same path) gets new cells; the others keep theirs
+    (moved / "l" / "weights.bin").write_bytes(b"retrained")
+    changed = {c.name for c in given(moved).cells if keys[c.name] != c.key}
+    assert changed == {"lora_only x humaneval", "lora_only x unseen-api", "lora_rag x humaneval", "lora_rag x unseen-api"}
+
+    with pytest.raises(ConfigError, match="adapters.dora.path: .* is not a directory"):
+        given(tmp_path)
 
 
 def test_every_problem_is_reported_at_once():

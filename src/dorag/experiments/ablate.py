@@ -210,7 +210,7 @@ def plan(cfg: AblateConfig) -> Plan:
     for name in sorted(used_adapters):
         spec = cfg.adapters[name]
         if spec.path is not None:
-            adapters[name] = Unit("adapter", name, config_hash({"path": str(Path(spec.path).resolve())}), Path(spec.path), None)
+            adapters[name] = Unit("adapter", name, _given_key(spec.path, f"adapters.{name}.path", problems), Path(spec.path), None)
             continue
         train = deep_merge({"name": "code", "seed": cfg.seed, "model": {"name": cfg.model.name, "cache_dir": cfg.model.cache_dir}},
                            cfg.train)
@@ -230,7 +230,7 @@ def plan(cfg: AblateConfig) -> Plan:
     for name in sorted(i for i in used_indexes if i):
         spec = cfg.indexes[name]
         if spec.path is not None:
-            indexes[name] = Unit("index", name, config_hash({"path": str(Path(spec.path).resolve())}), Path(spec.path), None)
+            indexes[name] = Unit("index", name, _given_key(spec.path, f"indexes.{name}.path", problems), Path(spec.path), None)
             continue
         weights = _local_embedder_hash((spec.build.get("index") or {}).get("embedder"))
         key = config_hash(spec.build if weights is None else {**spec.build, "embedder_files": weights})
@@ -267,19 +267,37 @@ def plan(cfg: AblateConfig) -> Plan:
     return Plan(data, adapters, indexes, cells)
 
 
-def _local_embedder_hash(embedder: Any) -> str | None:
-    """For an embedder given as a local directory (a `dorag train-retriever` output), a hash of its files: a
-    retrained model at the same path gets a new index, not the stale one. None for a packaged name or Hub id."""
-    if not isinstance(embedder, str) or not Path(embedder).expanduser().is_dir():
-        return None
-    root = Path(embedder).expanduser()
+# Files in an adapter or index directory that are reports about it, not part of it (timings, checks).
+_NOT_CONTENT = ("build.json", "leakage-*.json", "retrieval-*.json", "README.md")
+
+
+def _dir_hash(root: Path) -> str:
+    """sha256 over the relative names and bytes of the files under `root`, reports left out."""
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and not any(p.match(g) for g in _NOT_CONTENT)):
         h.update(str(f.relative_to(root)).encode() + b"\0")
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:16]
+
+
+def _given_key(path: str, where: str, problems: list[str]) -> str:
+    """An adapter or index given by path enters the cells' hashes by its content, so that one retrained or
+    rebuilt in place (a DVC stage's output) gets new cells, and one moved elsewhere keeps its cells."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        problems.append(f"{where}: {path} is not a directory")
+        return "missing"
+    return _dir_hash(root)
+
+
+def _local_embedder_hash(embedder: Any) -> str | None:
+    """For an embedder given as a local directory (a `dorag train-retriever` output), a hash of its files: a
+    retrained model at the same path gets a new index, not the stale one. None for a packaged name or Hub id."""
+    if not isinstance(embedder, str) or not Path(embedder).expanduser().is_dir():
+        return None
+    return _dir_hash(Path(embedder).expanduser())
 
 
 def _file_hash_any(path: str | None) -> str | None:

@@ -259,7 +259,8 @@ def rag_contexts(cfg: GenerateConfig, progress: Callable[[str], None] = lambda m
 
     index = RetrievalIndex.load(cfg.rag.index)
     progress(f"leakage check of {cfg.rag.index} against {cfg.problems or cfg.benchmark}")
-    report = leakage_for_index(cfg.rag.index, cfg.benchmark, cfg.problems, cfg.benchmark_path)
+    report = leakage_for_index(cfg.rag.index, cfg.benchmark, cfg.problems, cfg.benchmark_path,
+                               report_dir=cfg.resolved_run_dir())
     refuse_leaking_index(report, cfg.rag.allow_leakage)
     if report["n_flagged"]:
         log.warning("using an index with %d leaking documents (--allow-leakage)", report["n_flagged"])

@@ -304,8 +304,8 @@ class LeakageConfig:
         return problems
 
 
-def check_leakage(cfg: LeakageConfig, on_progress: Progress | None = None) -> dict[str, Any]:
-    """Scan the documents; the report is cached in the index directory keyed by corpus and benchmark."""
+def check_leakage(cfg: LeakageConfig, on_progress: Progress | None = None, write: bool = True) -> dict[str, Any]:
+    """Scan the documents; the report goes to `cfg.out` (default: the index directory) unless `write` is off."""
     from dorag.data.leakage import LeakageChecker
     from dorag.evaluation.benchmarks import load_problems
     from dorag.retrieval.index import corpus_hash, read_corpus
@@ -327,27 +327,35 @@ def check_leakage(cfg: LeakageConfig, on_progress: Progress | None = None) -> di
               "n_problems_leaked": len({f["task_id"] for f in findings}), "n": cfg.n, "threshold": cfg.threshold,
               "scan_s": round(time.perf_counter() - t0, 2), "findings": findings}
     out = cfg.out or (str(Path(cfg.index) / f"leakage-{Path(str(source)).stem}.json") if cfg.index else None)
-    if out:
+    if out and write:
         write_json(out, report)
         report["report"] = out
     return report
 
 
 def leakage_for_index(index_dir: str | Path, benchmark: str | None, problems_file: str | None,
-                      benchmark_path: str | None, on_progress: Progress | None = None) -> dict[str, Any]:
-    """The cached leakage report of an index for a benchmark, computed if missing or stale."""
+                      benchmark_path: str | None, on_progress: Progress | None = None,
+                      report_dir: str | Path | None = None) -> dict[str, Any]:
+    """The leakage report of an index for a benchmark: a fresh one already in the index directory (from
+    `dorag index leakage`) or `report_dir`, else computed and written to `report_dir`.
+
+    Nothing is written into the index directory: it may be a pipeline's output (DVC would see it change)
+    or shared read-only between runs.
+    """
     from dorag.retrieval.index import MANIFEST
 
     source = problems_file or benchmark
-    cached = Path(index_dir) / f"leakage-{Path(str(source)).stem}.json"
+    name = f"leakage-{Path(str(source)).stem}.json"
     manifest = read_json(Path(index_dir) / MANIFEST)
-    if cached.is_file():
-        report = read_json(cached)
-        if report.get("corpus_sha256") == manifest["corpus"]["sha256"] and report.get("benchmark") == source:
-            return report
+    for where in (Path(index_dir), Path(report_dir) if report_dir else None):
+        cached = where / name if where is not None else None
+        if cached is not None and cached.is_file():
+            report = read_json(cached)
+            if report.get("corpus_sha256") == manifest["corpus"]["sha256"] and report.get("benchmark") == source:
+                return report
     cfg = LeakageConfig(index=str(index_dir), benchmark=benchmark or "humaneval", problems=problems_file,
-                        benchmark_path=benchmark_path)
-    return check_leakage(cfg, on_progress)
+                        benchmark_path=benchmark_path, out=str(Path(report_dir) / name) if report_dir else None)
+    return check_leakage(cfg, on_progress, write=report_dir is not None)
 
 
 def refuse_leaking_index(report: dict[str, Any], allow: bool) -> None:
