@@ -52,11 +52,17 @@ def test_stages_chain_the_main_job():
     for name, cmd in stages.items():
         for path in re.findall(r"configs/[\w.-]+\.yaml", cmd):
             assert (ROOT / path).is_file(), f"{name}: {path} is missing"
+    # the metrics file dvc compares lives where git tracks it (runs/ is ignored), and the gate reads it
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    metrics = [next(iter(m)) if isinstance(m, dict) else m for m in stage["ablate"]["metrics"]]
+    ignored = [line.strip("/") for line in (ROOT / ".gitignore").read_text().splitlines() if line.startswith("/")]
+    assert metrics and not any(m.startswith(tuple(ignored)) for m in metrics)
+    assert metrics[0] in stages["gate"] and f"cp runs/pipeline/ablation/metrics.json {metrics[0]}" in stages["ablate"]
 
 
 def test_ablate_stage_resolves_to_a_plan(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative outputs land in the temp dir
-    cmd = _stages()["ablate"]
+    cmd = _stages()["ablate"].split("&&")[0]
     argv = shlex.split(cmd)[1:] + ["--dry-run"]
     for arg in argv:  # the train and index stages' outputs, as they would be on disk
         if arg.startswith(("adapters.", "indexes.")) and ".path=" in arg:
