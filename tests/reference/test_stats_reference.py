@@ -36,6 +36,11 @@ def test_paired_bootstrap_interval_covers_the_difference_and_tracks_numpy():
     se = d.std(ddof=1) / np.sqrt(len(d))  # the normal approximation agrees to within a few hundredths
     assert lo == pytest.approx(d.mean() - 1.96 * se, abs=0.03) and hi == pytest.approx(d.mean() + 1.96 * se, abs=0.03)
     assert paired_bootstrap(x, x)[2] == 1.0
+    # every resample on one side: the add-one estimate 2 (0 + 1) / (B + 1), never 0
+    assert paired_bootstrap([1.0] * 30, [0.0] * 30, n_boot=999)[2] == pytest.approx(2 / 1000)
+    # hand count: d = (1, 0, 0), mean > 0; resamples with mean <= 0 are those drawing no 1: (2/3)^3 of them
+    lo, hi, p = paired_bootstrap([1.0, 0.0, 0.0], [0.0, 0.0, 0.0], n_boot=200_000, seed=3)
+    assert p == pytest.approx(2 * (8 / 27), abs=0.01)
 
 
 def test_compare_counts_and_rates():

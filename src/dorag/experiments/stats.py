@@ -77,7 +77,9 @@ def paired_bootstrap(x: Sequence[float], y: Sequence[float], *, n_boot: int = 10
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     if not d.any():
         return float(lo), float(hi), 1.0
-    share = np.mean(means <= 0) if d.mean() > 0 else np.mean(means >= 0)
+    beyond = int(np.sum(means <= 0) if d.mean() > 0 else np.sum(means >= 0))
+    # (k + 1) / (B + 1) (Davison & Hinkley 1997, eq. 4.11): never 0, and 2 / (B + 1) at the smallest
+    share = (beyond + 1) / (n_boot + 1)
     return float(lo), float(hi), float(min(1.0, 2 * share))
 
 
