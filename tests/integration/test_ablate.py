@@ -161,3 +161,11 @@ def test_an_index_given_by_path_is_left_untouched(capsys, tmp_path, grid, code_c
     assert {p.relative_to(idx): p.stat().st_mtime_ns for p in idx.rglob("*")} == before
     cell = next((tmp_path / "abl" / "cells").glob("rag_only--*"))
     assert read_json(cell / "leakage-problems.json")["n_flagged"] == 0  # the report sits with the cell instead
+
+    # a finished ablation that moved (or was run from another directory) still reports
+    moved = tmp_path / "elsewhere" / "abl"
+    moved.parent.mkdir()
+    (tmp_path / "abl").rename(moved)
+    code, _, err = run(capsys, "report", moved, "--out", tmp_path / "rep", "--bootstrap", "200")
+    assert code == 0, err
+    assert "rag_only" in (tmp_path / "rep" / "results.md").read_text()

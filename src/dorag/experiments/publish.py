@@ -38,7 +38,9 @@ def publish(ablation_dir: str | Path, out: str | Path, repo_prefix: str | None =
     file = ablation_dir / "ablation.json"
     if not file.is_file():
         raise DataError(f"{ablation_dir}: no ablation.json; run dorag ablate first")
-    ablation = read_json(file)
+    from dorag.experiments.report import rebase
+
+    ablation = rebase(read_json(file), ablation_dir)
     metrics = read_json(ablation_dir / "metrics.json") if (ablation_dir / "metrics.json").is_file() else {}
     records = []
     adapters = {**ablation.get("adapters", {}), **{n: {"dir": p, "given": True} for n, p in (extra or {}).items()}}

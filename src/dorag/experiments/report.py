@@ -31,8 +31,30 @@ def load_ablations(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         file = path / "ablation.json" if path.is_dir() else path
         if not file.is_file():
             raise DataError(f"{p}: no ablation.json; give a directory written by dorag ablate")
-        found.append(read_json(file))
+        found.append(rebase(read_json(file), file.parent))
     return found
+
+
+def rebase(ablation: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Point the recorded file paths into `root` when the ablation was written from another working
+    directory or has moved since (its paths are as the run saw them, often relative to where it ran)."""
+    def moved(path: str, old_out: Path) -> str:
+        if Path(path).exists():
+            return path
+        try:
+            return str(root / Path(path).relative_to(old_out))
+        except ValueError:
+            return path
+
+    for cell in ablation.get("cells", []):
+        old_out = Path(cell["dir"]).parent.parent  # <out>/cells/<cell>
+        for key in ("dir", "samples", "results", "summary"):
+            if key in cell:
+                cell[key] = moved(cell[key], old_out)
+        for name, info in ablation.get("adapters", {}).items():
+            if not info.get("given") and "dir" in info:
+                info["dir"] = moved(info["dir"], old_out)
+    return ablation
 
 
 def _per_task(summary: dict[str, Any]) -> dict[str, float]:
