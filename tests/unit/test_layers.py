@@ -14,7 +14,8 @@ LAYERS = {
     "models": 2, "retrieval": 2, "evaluation": 2,
     "training": 3,
     "experiments": 4,
-    "cli": 5, "serving": 5,
+    "serving": 5,
+    "cli": 6,  # `dorag serve` and `dorag feedback export` start what serving provides
 }
 HEAVY = ("torch", "transformers", "faiss", "peft", "sentence_transformers")
 

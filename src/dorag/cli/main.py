@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from dorag.cli import (ablate_cmd, adapters_cmd, benchmarks_cmd, data_cmd, docstring_cmd, evaluate_cmd, generate_cmd,
-                           gate_cmd, index_cmd, models_cmd, quickstart_cmd, retriever_cmd, train_cmd)
+                           gate_cmd, index_cmd, models_cmd, quickstart_cmd, retriever_cmd, serve_cmd, train_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.add_typer(benchmarks_cmd.app, name="benchmarks")
@@ -43,6 +43,8 @@ def _register() -> None:
     app.command("ablate")(ablate_cmd.ablate)
     app.command("report")(ablate_cmd.report)
     app.command("publish")(ablate_cmd.publish)
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(serve_cmd.feedback_app, name="feedback")
 
 
 _register()

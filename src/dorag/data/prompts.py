@@ -46,18 +46,25 @@ def build_prompt(problem: dict[str, Any], cfg: PromptConfig, style: Literal["cha
                  context: str | None = None) -> Prompt:
     """The prompt for one HumanEval-format problem; `context` (retrieved code) goes before the task."""
     if style == "completion":
-        text = problem["prompt"]
-        if context:
-            text = "".join(f"# {line}\n" for line in context.splitlines()) + "\n" + text
-        return Prompt(text=text)
-    body = f"{cfg.instruction}\n```python\n{problem['prompt'].strip()}\n```\n"
-    if context:
-        body = f"Relevant code and documentation:\n{context}\n\n{body}"
+        return Prompt(text=with_context_comment(problem["prompt"], context))
+    body = with_context_chat(f"{cfg.instruction}\n```python\n{problem['prompt'].strip()}\n```\n", context)
     messages: list[tuple[str, str]] = []
     if cfg.system:
         messages.append(("system", cfg.system))
     messages.append(("user", body))
     return Prompt(messages=tuple(messages), response_prefix=cfg.response_prefix)
+
+
+def with_context_chat(user: str, context: str | None) -> str:
+    """A user turn with retrieved code in front of it (the frame RAG prompts and RAG fine-tuning share)."""
+    return f"Relevant code and documentation:\n{context}\n\n{user}" if context else user
+
+
+def with_context_comment(text: str, context: str | None) -> str:
+    """A raw completion prompt with retrieved code in front of it, as comment lines (it stays valid code)."""
+    if not context:
+        return text
+    return "".join(f"# {line}\n" for line in context.splitlines()) + "\n" + text
 
 
 def stops_for(style: Literal["chat", "completion"]) -> tuple[str, ...]:

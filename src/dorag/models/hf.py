@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dorag.core.errors import ModelError
@@ -12,6 +12,9 @@ from dorag.core.require import require
 from dorag.models.generator import Completion, GenerationParams, ProgressFn, Prompt, cut_at_stop
 
 log = logging.getLogger(__name__)
+
+# Streaming hook: called after every decoding step with (prompt index, sample index, tokens so far).
+TokensFn = Callable[[int, int, list[int]], None]
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
@@ -64,15 +67,21 @@ class TransformersGenerator:
         return render_prompt(self.tokenizer, prompt)
 
     def generate(
-        self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None,
+        on_tokens: TokensFn | None = None,
     ) -> list[list[Completion]]:
         texts = [self.render(p) for p in prompts]
-        return self.generate_text(texts, params, progress)
+        return self.generate_text(texts, params, progress, on_tokens)
 
     def generate_text(
-        self, texts: Sequence[str], params: GenerationParams, progress: ProgressFn | None = None
+        self, texts: Sequence[str], params: GenerationParams, progress: ProgressFn | None = None,
+        on_tokens: TokensFn | None = None,
     ) -> list[list[Completion]]:
-        """Generate `params.n` completions for each already-rendered prompt text."""
+        """Generate `params.n` completions for each already-rendered prompt text.
+
+        `on_tokens(prompt_index, sample_index, token_ids)` sees each row's tokens after every step (for
+        streaming); it only observes, so the completions are the same with or without it.
+        """
         tok = self.tokenizer
         enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(enc[i]))  # longest first: similar lengths batch
@@ -80,7 +89,11 @@ class TransformersGenerator:
         n_seq = 1 if params.greedy else params.n
         for start in range(0, len(order), params.batch_size):
             idx = order[start : start + params.batch_size]
-            batch = self._decode_batch([enc[i] for i in idx], params, n_seq, seed=params.seed + start)
+            row_fn = None
+            if on_tokens is not None:
+                def row_fn(r: int, toks: list[int], idx: list[int] = idx) -> None:
+                    on_tokens(idx[r // n_seq], r % n_seq, toks)
+            batch = self._decode_batch([enc[i] for i in idx], params, n_seq, seed=params.seed + start, on_row=row_fn)
             for j, i in enumerate(idx):
                 comps = batch[j * n_seq : (j + 1) * n_seq]
                 if params.greedy and params.n > 1:  # greedy samples are identical; decode once
@@ -90,21 +103,21 @@ class TransformersGenerator:
                 progress(len(idx))
         return results
 
-    def _decode_batch(self, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int) -> list[Completion]:
+    def _decode_batch(self, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
+                      on_row: Callable[[int, list[int]], None] | None = None) -> list[Completion]:
         """Decode one batch with a shared KV cache; rows that finish leave the batch at once.
 
         HF ``generate`` keeps finished rows in the batch (padding them) until the longest row ends; here a
         row that hits EOS or a stop sequence is dropped from the input, the attention mask and every cache
         layer, so the remaining steps only pay for live rows.
         """
-        torch = require("torch", extra="models")
-        transformers = require("transformers", extra="models")
         if self.adapters is not None:
             with self.adapters.using(self.adapter or "base") as model:
-                return self._decode(model, ids, params, n_seq, seed)
-        return self._decode(self.model, ids, params, n_seq, seed)
+                return self._decode(model, ids, params, n_seq, seed, on_row)
+        return self._decode(self.model, ids, params, n_seq, seed, on_row)
 
-    def _decode(self, model: Any, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int) -> list[Completion]:
+    def _decode(self, model: Any, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
+                on_row: Callable[[int, list[int]], None] | None = None) -> list[Completion]:
         torch = require("torch", extra="models")
         transformers = require("transformers", extra="models")
         tok = self.tokenizer
@@ -138,6 +151,8 @@ class TransformersGenerator:
                 for j, token in enumerate(nxt.tolist()):
                     r = live[j]
                     generated[r].append(token)
+                    if on_row is not None:
+                        on_row(r, generated[r])
                     if token in self.eos_ids:
                         finish[r] = "eos"
                     elif stops and any(s in tok.decode(generated[r][-window:], skip_special_tokens=True) for s in stops):

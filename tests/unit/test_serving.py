@@ -1,0 +1,210 @@
+"""Serving internals without a model: the worker queue, model-name routing, stream deltas, config, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from dorag.core.config import from_dict  # noqa: E402
+from dorag.core.errors import ConfigError  # noqa: E402
+from dorag.models.generator import Completion, GenerationParams, cut_at_stop  # noqa: E402
+from dorag.serving.config import ServeConfig, is_loopback  # noqa: E402
+from dorag.serving.engine import DeltaTracker, Engine, Job  # noqa: E402
+from dorag.serving.metrics import Metrics  # noqa: E402
+from dorag.serving.routing import resolve_model  # noqa: E402
+from dorag.serving.schemas import APIError, RagOptions  # noqa: E402
+
+
+class FakeRunner:
+    """Answers `<adapter>:<prompt>`; records each batch; can be told to fail once."""
+
+    streams = False
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[tuple[str, list[str]]] = []
+        self.delay_s = delay_s
+        self.fail_next = False
+        self.running = 0
+        self.max_running = 0
+        self._lock = threading.Lock()
+
+    def adapters(self):
+        return {"code": {"path": "x", "method": "lora"}, "doc": {"path": "y", "method": "dora"}}
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def prompt_tokens(self, prompt):
+        return 1
+
+    def decode(self, ids):
+        raise NotImplementedError
+
+    def run(self, adapter, prompts, params, on_tokens):
+        with self._lock:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        try:
+            time.sleep(self.delay_s)
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("boom")
+            texts = [p.text if p.text is not None else p.messages[-1][1] for p in prompts]
+            self.batches.append((adapter, texts))
+            return [[Completion(f"{adapter}:{t}", 3, "eos")] for t in texts]
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+GREEDY = GenerationParams(max_new_tokens=8)
+
+
+def test_worker_batches_per_adapter_and_never_mixes_adapters():
+    runner = FakeRunner(delay_s=0.05)
+    engine = Engine(runner, max_batch=3)
+    blocker = Job("code", "completion", GREEDY, text="first")
+    engine.submit(blocker)
+    jobs = [Job(a, "completion", GREEDY, text=f"{a}{i}") for i in range(4) for a in ("code", "doc", "base")]
+    for j in jobs:
+        engine.submit(j)
+    sampled = [Job("code", "completion", GenerationParams(max_new_tokens=8, temperature=0.7), text=f"s{i}") for i in range(2)]
+    for j in sampled:
+        engine.submit(j)
+    engine.start()  # everything is queued before the worker starts: the grouping is deterministic
+    results = [j.future.result(10) for j in [blocker, *jobs, *sampled]]
+    engine.stop()
+    assert [r.choices[0].text for r in results[1:13]] == [f"{j.adapter}:{j.text}" for j in jobs]
+    assert runner.max_running == 1  # one decode at a time
+    for adapter, texts in runner.batches:
+        assert all(t.startswith(adapter) or t.startswith("s") or t == "first" for t in texts)
+        assert len(texts) <= 3
+    sizes = {adapter: [len(t) for a, t in runner.batches if a == adapter] for adapter in ("code", "doc", "base")}
+    assert sizes["doc"] == [3, 1] and sizes["base"] == [3, 1]
+    assert [t for a, t in runner.batches if t[0].startswith("s")] == [["s0"], ["s1"]]  # sampled: alone
+    assert max(r.batch_size for r in results) == 3
+
+
+def test_a_failing_batch_fails_its_jobs_and_the_worker_goes_on():
+    runner = FakeRunner()
+    engine = Engine(runner, max_batch=1)
+    engine.start()
+    runner.fail_next = True
+    bad = engine.submit(Job("code", "completion", GREEDY, text="a"))
+    with pytest.raises(APIError, match="generation failed: RuntimeError: boom") as info:
+        bad.result(10)
+    assert info.value.status == 500
+    assert engine.submit(Job("code", "completion", GREEDY, text="b")).result(10).choices[0].text == "code:b"
+    engine.stop()
+    with pytest.raises(APIError, match="shutting down"):
+        engine.submit(Job("code", "completion", GREEDY, text="c"))
+
+
+def test_full_queue_is_a_503():
+    engine = Engine(FakeRunner(), max_queue=2)  # not started: nothing drains
+    engine.submit(Job("code", "completion", GREEDY, text="a"))
+    engine.submit(Job("code", "completion", GREEDY, text="b"))
+    with pytest.raises(APIError) as info:
+        engine.submit(Job("code", "completion", GREEDY, text="c"))
+    assert info.value.status == 503 and info.value.code == "server_busy"
+
+
+def test_rag_context_goes_in_front_of_the_last_user_turn():
+    runner = FakeRunner()
+    engine = Engine(runner)
+    engine.start()
+    docs = [{"id": "math:gcd", "text": "def gcd(a, b):\n    return a\n", "meta": {}}]
+    job = Job("code", "chat", GREEDY, messages=(("system", "be brief"), ("user", "write gcd")), docs=docs)
+    out = engine.submit(job).result(10)
+    engine.stop()
+    text = out.choices[0].text
+    assert out.context_ids == ["math:gcd"]
+    assert text.startswith("code:Relevant code and documentation:\n# math:gcd\n```python\ndef gcd")
+    assert text.endswith("\n\nwrite gcd")
+
+
+@pytest.mark.parametrize("pieces, stops", [
+    (["def f", "():\n", "    return 1", "\n``", "`\nmore"], ["\n```"]),
+    (["abc", "\ufffd", "é", " done"], []),
+    (["x = 1\n", "\nd", "ef g():"], ["\ndef "]),
+])
+def test_stream_deltas_add_up_to_the_final_answer(pieces, stops):
+    tracker, sent, text = DeltaTracker(stops), [], ""
+    for p in pieces:
+        text = text.replace("\ufffd", "") + p  # a partial character is later replaced by the whole one
+        sent.append(tracker.update(text))
+        assert not any(s in "".join(sent) for s in stops)  # never shows (part of) a stop sequence too early
+    final, _ = cut_at_stop(text, stops)
+    sent.append(tracker.finish(final))
+    assert "".join(sent) == final and "\ufffd" not in "".join(sent[:-1])
+
+
+def test_model_names_resolve_like_vllm_with_a_rag_suffix():
+    adapters, aliases, indexes = ["code", "doc"], ["Qwen/x"], ["stdlib"]
+
+    def r(model, rag=None):
+        return resolve_model(model, rag, adapters, aliases, indexes, 3, 10)
+
+    assert (r("base").adapter, r("Qwen/x").adapter, r("code").adapter) == ("base", "base", "code")
+    t = r("code+rag:stdlib")
+    assert (t.adapter, t.index, t.top_k) == ("code", "stdlib", 3)
+    assert r("doc+rag").index == "stdlib"  # the only index
+    assert r("code", RagOptions(index="stdlib", top_k=5)).top_k == 5
+    for model, rag, status, code in [("nope", None, 404, "model_not_found"), ("code+lora", None, 404, "model_not_found"),
+                                     ("code+rag:x", None, 404, "index_not_found"),
+                                     ("code", RagOptions(index="x"), 404, "index_not_found"),
+                                     ("code+rag:stdlib", RagOptions(index="other"), 400, None),
+                                     ("code", RagOptions(index="stdlib", top_k=11), 400, None)]:
+        with pytest.raises(APIError) as info:
+            r(model, rag)
+        assert (info.value.status, info.value.code) == (status, code), model
+
+
+def test_config_refuses_remote_bind_without_key_and_merged_adapters():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+    with pytest.raises(ConfigError) as info:
+        from_dict(ServeConfig, {"host": "0.0.0.0", "model": {"merge": True, "adapter": "a", "adapters": {"a": "d"}},
+                                "indexes": {"a+b": "x"}})
+    msg = str(info.value)
+    assert "refusing to serve 0.0.0.0 without an API key" in msg and "dorag adapters merge" in msg and "'a+b'" in msg
+    assert from_dict(ServeConfig, {"host": "0.0.0.0", "allow_remote": True}).allow_remote
+    assert from_dict(ServeConfig, {"host": "0.0.0.0", "api_key": "k"}).api_key == "k"
+
+
+def test_metrics_text_format():
+    m = Metrics()
+    m.observe_request("POST", "/v1/completions", "code", 200, 0.03)
+    m.observe_request("POST", "/v1/completions", "code", 200, 7.0)
+    m.observe_batch("code", 4, 0.5, 40)
+    m.gauges["dorag_queue_depth"] = lambda: 2
+    text = m.render()
+    assert 'dorag_requests_total{method="POST",route="/v1/completions",model="code",status="200"} 2' in text
+    assert 'dorag_request_duration_seconds_bucket{route="/v1/completions",model="code",le="0.05"} 1' in text
+    assert 'dorag_request_duration_seconds_bucket{route="/v1/completions",model="code",le="+Inf"} 2' in text
+    assert 'dorag_generated_tokens_total{adapter="code"} 40' in text and "dorag_queue_depth 2" in text
+
+
+def test_on_tokens_observes_decoding_without_changing_it(tiny_generator):
+    from dorag.serving.engine import LocalRunner
+
+    texts = ["def add(a, b):", "import math\n", "x"]
+    params = GenerationParams(max_new_tokens=12, batch_size=3, stop=("\n#",))
+    seen: dict[int, list[int]] = {}
+    calls = []
+
+    def on_tokens(i, k, ids):
+        calls.append(i)
+        seen[i] = list(ids)
+
+    plain = tiny_generator.generate_text(texts, params)
+    watched = tiny_generator.generate_text(texts, params, on_tokens=on_tokens)
+    assert [c[0].text for c in watched] == [c[0].text for c in plain]
+    assert set(calls) == {0, 1, 2} and len(calls) >= 3
+    runner = LocalRunner(tiny_generator)
+    for i, comps in enumerate(plain):  # the last observed tokens are the answer (before the stop cut)
+        assert cut_at_stop(runner.decode(seen[i]), params.stop)[0] == comps[0].text
+        assert len(seen[i]) == comps[0].n_tokens
