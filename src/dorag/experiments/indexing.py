@@ -55,9 +55,14 @@ class IndexBuildConfig:
 
 
 def benchmark_corpus(name: str) -> list[dict[str, Any]]:
-    """The documentation corpus that ships with a benchmark (source ``unseen-api``)."""
+    """The documentation corpus that ships with a benchmark (source ``unseen-api``; ``spider-schema``: one
+    document per table of the Spider databases, CREATE TABLE plus sample rows)."""
     from dorag.evaluation.unseen_api import corpus
 
+    if name == "spider-schema":
+        from dorag.data import spider
+
+        return spider.corpus()
     if name != "unseen-api":
         raise DataError(f"no corpus ships with benchmark {name!r}")
     return corpus()
@@ -78,6 +83,11 @@ def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, An
         from dorag.evaluation.unseen_api import qrels as unseen_qrels
 
         rels = unseen_qrels(problems)
+    elif name == "spider":
+        from dorag.data import spider
+
+        rels = spider.qrels(problems)  # the tables the gold query reads (corpus `spider-schema`)
+        return [{"_id": p["task_id"], "text": p["rag_query"]} for p in problems], rels
     elif name == "unseen-api-shift":
         ids = {d["id"] for d in corpus_from_sources(["apidoc:numpy"])}
 
@@ -88,7 +98,7 @@ def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, An
         rels = {p["task_id"]: {d: 1 for d in map(doc_id, p["meta"]["apis"]) if d} for p in problems}
         rels = {t: r for t, r in rels.items() if r}  # constants (np.nan, np.inf) have no document
     else:
-        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift do)")
+        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift, spider do)")
 
     def text(p: dict[str, Any]) -> str:
         if query == "docstring":
@@ -105,8 +115,10 @@ def corpus_from_sources(sources: Sequence[str], max_units: int = 400, classes: b
     from dorag.data.corpus import build_corpus, dedupe, unique_ids, words
 
     count = count or words
-    plain = [s for s in sources if s != "unseen-api"]
+    plain = [s for s in sources if s not in ("unseen-api", "spider-schema")]
     docs = build_corpus(plain, max_units, classes, count) if plain else []
+    if "spider-schema" in sources:  # one document per table, never chunked: a table is the retrieval unit
+        docs += benchmark_corpus("spider-schema")
     if "unseen-api" in sources:
         from dorag.data.corpus import chunk
 

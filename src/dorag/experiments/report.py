@@ -46,14 +46,17 @@ def rebase(ablation: dict[str, Any], root: Path) -> dict[str, Any]:
         except ValueError:
             return path
 
-    for cell in ablation.get("cells", []):
-        old_out = Path(cell["dir"]).parent.parent  # <out>/cells/<cell>
+    with_dir = [c for c in ablation.get("cells", []) if "dir" in c]
+    if not with_dir:
+        return ablation
+    old_out = Path(with_dir[0]["dir"]).parent.parent  # <out>/cells/<cell>
+    for cell in with_dir:
         for key in ("dir", "samples", "results", "summary"):
             if key in cell:
                 cell[key] = moved(cell[key], old_out)
-        for name, info in ablation.get("adapters", {}).items():
-            if not info.get("given") and "dir" in info:
-                info["dir"] = moved(info["dir"], old_out)
+    for info in ablation.get("adapters", {}).values():
+        if not info.get("given") and "dir" in info:
+            info["dir"] = moved(info["dir"], old_out)
     return ablation
 
 
