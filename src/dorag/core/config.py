@@ -31,6 +31,11 @@ def option(default: Any = _MISSING, help: str = "", *, default_factory: Any = _M
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"help": help})
 
 
+def at_least_one(obj: Any, names: Sequence[str]) -> list[str]:
+    """One problem line for each named field of `obj` below 1 (counts, sizes, step intervals)."""
+    return [f"{name}: must be at least 1, got {getattr(obj, name)}" for name in names if getattr(obj, name) < 1]
+
+
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars."""
     out: dict[str, Any] = {}

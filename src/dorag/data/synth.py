@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dorag.core.config import option
+from dorag.core.config import at_least_one, option
 from dorag.core.errors import DataError
 from dorag.core.io import iter_jsonl_numbered
 from dorag.data.ast_extract import FunctionRecord, dedupe_key, is_useful_docstring
@@ -80,9 +80,7 @@ class SynthConfig:
             problems.append(f"held_out: must be in [0, 1), got {self.held_out}")
         if not 0 <= self.max_query_in_corpus <= 1 or not 0 < self.overlap_threshold <= 1:
             problems.append("max_query_in_corpus and overlap_threshold: must be fractions in [0, 1]")
-        for name in ("max_pairs", "min_query_words", "ngram", "llm_batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        problems += at_least_one(self, ("max_pairs", "min_query_words", "ngram", "llm_batch_size"))
         if not self.sources:
             problems.append("sources: give at least one source")
         return problems

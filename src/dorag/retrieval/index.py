@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dorag.core.config import option
+from dorag.core.config import at_least_one, option
 from dorag.core.errors import ConfigError, DataError
 from dorag.core.io import iter_jsonl_numbered, read_json, write_json
 from dorag.core.require import require
@@ -73,9 +73,7 @@ class IndexConfig:
 
     def check(self) -> list[str]:
         problems = []
-        for name in ("batch_size", "nprobe", "hnsw_m", "ef_construction", "ef_search", "pq_nbits", "rrf_k"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        problems += at_least_one(self, ("batch_size", "nprobe", "hnsw_m", "ef_construction", "ef_search", "pq_nbits", "rrf_k"))
         if self.nlist is not None and self.nlist < 1:
             problems.append(f"nlist: must be at least 1, got {self.nlist}")
         if self.pq_m is not None and self.pq_m < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from dorag.core.config import option
+from dorag.core.config import at_least_one, option
 from dorag.models.loading import ModelConfig
 
 
@@ -54,10 +54,10 @@ class ServeConfig:
         if bad:
             problems.append(f"names {', '.join(map(repr, bad))}: adapter and index names may not be 'base' or "
                             "contain '+' or ':' (they form model names like code+rag:stdlib)")
-        for name in ("port", "max_tokens", "max_body_bytes", "max_batch", "max_queue",
-                     "rag_top_k", "rag_max_top_k", "rag_budget_tokens", "snippet_chars"):
-            if getattr(self, name) < (0 if name == "port" else 1):
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.port < 0:  # 0: any free port
+            problems.append(f"port: must be at least 0, got {self.port}")
+        problems += at_least_one(self, ("max_tokens", "max_body_bytes", "max_batch", "max_queue",
+                                        "rag_top_k", "rag_max_top_k", "rag_budget_tokens", "snippet_chars"))
         if self.default_max_tokens is not None and not 1 <= self.default_max_tokens <= self.max_tokens:
             problems.append(f"default_max_tokens: must be 1..max_tokens ({self.max_tokens}), got {self.default_max_tokens}")
         if self.default_temperature < 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dorag.core.config import option
+from dorag.core.config import at_least_one, option
 from dorag.models.loading import ModelConfig
 
 # Target module presets (names of nn.Linear leaves in Llama/Qwen/Mistral-style decoders).
@@ -81,9 +81,8 @@ class TrainingConfig:
 
     def check(self) -> list[str]:
         problems = []
-        for name in ("batch_size", "gradient_accumulation_steps", "max_seq_len", "logging_steps", "eval_steps", "save_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        problems += at_least_one(self, ("batch_size", "gradient_accumulation_steps", "max_seq_len", "logging_steps",
+                                        "eval_steps", "save_steps"))
         if self.learning_rate <= 0:
             problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
         return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dorag.core.config import option
+from dorag.core.config import at_least_one, option
 from dorag.models.registry import DEFAULT_MODEL
 from dorag.retrieval.embedders import DEFAULT_EMBEDDER
 
@@ -75,9 +75,7 @@ class ContrastiveConfig:
 
     def check(self) -> list[str]:
         problems = []
-        for name in ("batch_size", "max_seq_length", "logging_steps", "eval_steps", "save_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        problems += at_least_one(self, ("batch_size", "max_seq_length", "logging_steps", "eval_steps", "save_steps"))
         if self.learning_rate <= 0:
             problems.append(f"learning_rate: must be positive, got {self.learning_rate}")
         return problems
@@ -123,10 +121,8 @@ class ReplugConfig:
 
     def check(self) -> list[str]:
         problems = []
-        for name in ("top_n", "refresh_steps", "doc_budget_tokens", "max_target_tokens", "lm_batch_size",
-                     "embed_batch_size", "ngram", "concurrency"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: must be at least 1, got {getattr(self, name)}")
+        problems += at_least_one(self, ("top_n", "refresh_steps", "doc_budget_tokens", "max_target_tokens", "lm_batch_size",
+                     "embed_batch_size", "ngram", "concurrency"))
         if self.top_n < 2:
             problems.append("top_n: the distributions over D' need at least 2 documents")
         if self.gamma <= 0 or self.beta <= 0:
