@@ -322,15 +322,11 @@ def synthesize(records: Sequence[FunctionRecord], cfg: SynthConfig, generate: Ge
         raise _empty_error(n_candidates, dropped, cfg)
     pairs = [to_pair(c, cfg.source) for c in kept]
     corpus = positives_corpus(pairs)
-    scores = query_overlap([p["query"] for p in pairs], list(corpus) + list(check_docs), cfg.ngram)
-    flagged = [i for i, (s, _) in enumerate(scores) if s >= cfg.overlap_threshold]
+    flagged = queries_found_in(pairs, list(corpus) + list(check_docs), cfg.ngram, cfg.overlap_threshold,
+                               cfg.max_query_in_corpus, "queries", "the retrieval corpus",
+                               "remove the query documents (query_doc_id) from that corpus, "
+                               "or raise max_query_in_corpus")
     fraction = len(flagged) / len(pairs)
-    if fraction > cfg.max_query_in_corpus:
-        examples = ", ".join(f"{pairs[i]['query_doc_id']} in {scores[i][1]}" for i in flagged[:3])
-        raise DataError(f"{len(flagged)} of {len(pairs)} queries ({fraction:.1%}) occur in the retrieval corpus "
-                        f"(>= {cfg.overlap_threshold:.0%} of their {cfg.ngram}-grams, e.g. {examples}); the limit is "
-                        f"{cfg.max_query_in_corpus:.0%}: remove the query documents (query_doc_id) from that corpus, "
-                        "or raise max_query_in_corpus")
     if flagged:
         dropped["query_in_corpus"] += len(flagged)
         bad = set(flagged)
@@ -343,6 +339,20 @@ def synthesize(records: Sequence[FunctionRecord], cfg: SynthConfig, generate: Ge
     qrels = {q["_id"]: {p["positive_id"]: 1} for q, p in zip(queries, heldout)}
     return SynthResult(train, heldout, corpus, queries, qrels, dict(dropped), round(fraction, 6),
                        sorted({p["query_doc_id"] for p in pairs}))
+
+
+def queries_found_in(pairs: Sequence[dict[str, Any]], docs: Sequence[Any], ngram: int, threshold: float,
+                     limit: float, noun: str, where: str, fix: str) -> list[int]:
+    """Indices of the pairs whose query sits in `docs` (n-gram containment >= `threshold`); above `limit`
+    of them a DataError naming `where` and the `fix` (REPLUG sec. 4: queries and datastore are disjoint)."""
+    scores = query_overlap([p["query"] for p in pairs], docs, ngram)
+    flagged = [i for i, (s, _) in enumerate(scores) if s >= threshold]
+    fraction = len(flagged) / len(pairs)
+    if fraction > limit:
+        examples = ", ".join(f"{pairs[i].get('query_doc_id', f'pair {i}')} in {scores[i][1]}" for i in flagged[:3])
+        raise DataError(f"{len(flagged)} of {len(pairs)} {noun} ({fraction:.1%}) occur in {where} (>= {threshold:.0%} "
+                        f"of their {ngram}-grams, e.g. {examples}); the limit is {limit:.0%}: {fix}")
+    return flagged
 
 
 def positives_corpus(pairs: Iterable[dict[str, Any]]) -> list[Document]:

@@ -128,7 +128,7 @@ def disjoint(pairs: list[dict[str, Any]], docs: list[Document], cfg: ReplugConfi
     """Remove the training queries' own documents from the datastore, then test what is left for copies of
     the queries (`dorag data synth`'s n-gram containment): above `max_query_in_datastore` of the queries
     that is an error, below it the flagged queries are dropped."""
-    from dorag.data.synth import query_overlap
+    from dorag.data.synth import queries_found_in
 
     if not pairs:
         raise DataError("no training pairs for replug-lsr; build some with `dorag data synth`")
@@ -139,15 +139,9 @@ def disjoint(pairs: list[dict[str, Any]], docs: list[Document], cfg: ReplugConfi
         raise DataError(f"the datastore holds {len(kept_docs)} document(s) once the training queries' own "
                         f"{removed} are removed, fewer than replug.top_n={cfg.top_n}; give a larger datastore "
                         "(replug.datastore=stdlib) or lower replug.top_n")
-    scores = query_overlap([p["query"] for p in pairs], kept_docs, cfg.ngram)
-    flagged = [i for i, (s, _) in enumerate(scores) if s >= cfg.overlap_threshold]
-    fraction = len(flagged) / len(pairs)
-    if fraction > cfg.max_query_in_datastore:
-        examples = ", ".join(f"{pairs[i].get('query_doc_id', f'pair {i}')} in {scores[i][1]}" for i in flagged[:3])
-        raise DataError(f"{len(flagged)} of {len(pairs)} training queries ({fraction:.1%}) occur in the datastore "
-                        f"(>= {cfg.overlap_threshold:.0%} of their {cfg.ngram}-grams, e.g. {examples}); the limit is "
-                        f"{cfg.max_query_in_datastore:.0%}: remove those documents from the datastore, or raise "
-                        "replug.max_query_in_datastore")
+    flagged = queries_found_in(pairs, kept_docs, cfg.ngram, cfg.overlap_threshold, cfg.max_query_in_datastore,
+                               "training queries", "the datastore",
+                               "remove those documents from the datastore, or raise replug.max_query_in_datastore")
     bad = set(flagged)
     kept_pairs = [p for i, p in enumerate(pairs) if i not in bad]
     if not kept_pairs:
