@@ -136,3 +136,38 @@ def code_corpus(tmp_path: Path) -> Path:
              for i in range(60)]
     write_jsonl(path, [{"id": i, "text": t, "meta": {}} for i, t in CODE_DOCS + extra])
     return path
+
+
+@pytest.fixture()
+def json_server():
+    """`start(answer) -> base URL` of a loopback stand-in for an OpenAI-compatible server: every POST gets
+    `answer(request body)` back as JSON. Stopped when the test ends."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(answer) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                data = json.dumps(answer(body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -62,7 +60,7 @@ def test_train_replug_lsr_and_index_with_the_result(capsys, tmp_path, data, tiny
     assert len(json.loads(stdout.splitlines()[0])["hits"]) == 2
 
 
-def test_bad_inputs_are_one_line_errors(capsys, tmp_path, data, tiny_embedder_dir, tiny_model_dir):
+def test_bad_inputs_are_one_line_errors(capsys, tmp_path, data, tiny_embedder_dir, tiny_model_dir, json_server):
     def error(*extra: object, teacher: object = tiny_model_dir) -> str:
         code, _, err = run(capsys, *args(data, tmp_path / "bad", tiny_embedder_dir, teacher), *extra)
         assert code == 1 and "Traceback" not in err
@@ -76,24 +74,7 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path, data, tiny_embedder_di
     write_jsonl(copies, [{"id": f"c{i}", "text": r["query"] + "\n    pass\n"} for i, r in enumerate(rows)])
     assert "training queries (100.0%) occur in the datastore" in error("--datastore", copies)
 
-    class NoLogprobs(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"choices": [{"text": "pass", "finish_reason": "stop"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NoLogprobs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        line = error("--teacher", "openai", "--teacher-base-url", f"http://127.0.0.1:{server.server_address[1]}/v1",
-                     teacher="served")
-    finally:
-        server.shutdown()
+    url = json_server(lambda body: {"choices": [{"text": "pass", "finish_reason": "stop"}]})  # no log-probs
+    line = error("--teacher", "openai", "--teacher-base-url", url, teacher="served")
     assert line.startswith("error: teacher endpoint http://127.0.0.1:") and "serve the teacher with vLLM" in line
     assert "teacher_base_url: required" in error("--teacher", "openai")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -92,44 +90,30 @@ def test_synth_errors_are_one_line(capsys, tmp_path):
     assert code == 1 and "choose one of: contrastive, replug-lsr" in err
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+def answer_from_prompt(prompts: list[str]):
     """/v1/chat/completions answering from the prompt: a request naming the function, or a call of it."""
 
-    prompts: list[str] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(body: dict) -> dict:
         prompt = body["messages"][-1]["content"]
-        FakeOpenAI.prompts.append(prompt)
+        prompts.append(prompt)
         name = re.search(r"def (\w+)\(", prompt).group(1)
         words = name.replace("_", " ")
         text = (f"```python\nresult = {name}(rows, 10, True)\nprint(result)\n```" if "call the function" in prompt
                 else f"Request: a helper that will {words} for a list of inputs")
-        data = json.dumps({"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
-                           "usage": {"completion_tokens": 9}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return {"choices": [{"message": {"content": text}, "finish_reason": "stop"}], "usage": {"completion_tokens": 9}}
 
-    def log_message(self, *args: object) -> None:
-        pass
+    return answer
 
 
-def test_synth_with_an_openai_compatible_endpoint(capsys, tmp_path, source):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        out = tmp_path / "llm"
-        code, stdout, err = run(capsys, "data", "synth", "--corpus", source, "--out", out, "--source", "llm",
-                                "--llm-base-url", f"http://127.0.0.1:{server.server_address[1]}/v1",
-                                "--llm-model", "fake", "--held-out", "0.2", "--categories", "text2code,code2code")
-    finally:
-        server.shutdown()
+def test_synth_with_an_openai_compatible_endpoint(capsys, tmp_path, source, json_server):
+    prompts: list[str] = []
+    out = tmp_path / "llm"
+    code, stdout, err = run(capsys, "data", "synth", "--corpus", source, "--out", out, "--source", "llm",
+                            "--llm-base-url", json_server(answer_from_prompt(prompts)),
+                            "--llm-model", "fake", "--held-out", "0.2", "--categories", "text2code,code2code")
     assert code == 0, err
     pairs = read_jsonl(out / "train.jsonl") + read_jsonl(out / "heldout.jsonl")
-    assert FakeOpenAI.prompts and {p["source"] for p in pairs} == {"llm"}
+    assert prompts and {p["source"] for p in pairs} == {"llm"}
     assert {p["category"] for p in pairs} == {"text2code", "code2code"}
     t2c = [p for p in pairs if p["category"] == "text2code"]
     assert t2c and all(p["query"].startswith("a helper that will") for p in t2c)

@@ -3,10 +3,7 @@ teacher scorers (local parity, HTTP probe), data checks, and a few steps end to 
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -162,27 +159,6 @@ def test_local_scorer_matches_a_plain_forward_pass(tiny_model_dir):
     assert cut > got[0]  # fewer target tokens scored: a larger (less negative) log-likelihood
 
 
-def serve(answer) -> ThreadingHTTPServer:
-    """A fake OpenAI-compatible server; `answer(body) -> dict` builds each /v1/completions reply."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps(answer(body)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def _words(text: str) -> list[tuple[int, str]]:
     """Whitespace-separated 'tokens' with their character offsets (each keeps its trailing space)."""
     out, i = [], 0
@@ -213,35 +189,27 @@ def vllm_answer(body: dict) -> dict:
     return {"choices": [{"text": "x", "prompt_logprobs": entries}]}
 
 
-def test_openai_scorer_probes_once_and_reads_either_protocol():
+def test_openai_scorer_probes_once_and_reads_either_protocol(json_server):
     from dorag.models.scoring import OpenAIScorer
 
     for answer, mode, per_token in ((echo_answer, "echo", -1.0), (vllm_answer, "prompt_logprobs", -2.0)):
-        server = serve(answer)
-        try:
-            scorer = OpenAIScorer(f"http://127.0.0.1:{server.server_address[1]}/v1", "fake")
-            assert scorer.probe() == mode
-            # prompt "a b c " + target "d e": the target's two tokens are summed, the generated one is not
-            assert scorer([("a b c ", "d e"), ("a ", "b")]) == [2 * per_token, per_token]
-        finally:
-            server.shutdown()
+        scorer = OpenAIScorer(json_server(answer), "fake")
+        assert scorer.probe() == mode
+        # prompt "a b c " + target "d e": the target's two tokens are summed, the generated one is not
+        assert scorer([("a b c ", "d e"), ("a ", "b")]) == [2 * per_token, per_token]
 
 
-def test_openai_teacher_without_prompt_logprobs_is_refused(tmp_path, tiny_embedder_dir, data_dir):
+def test_openai_teacher_without_prompt_logprobs_is_refused(tmp_path, tiny_embedder_dir, data_dir, json_server):
     from dorag.models.scoring import OpenAIScorer
     from dorag.training.retriever import train_retriever
 
-    server = serve(lambda body: {"choices": [{"text": "def f(): pass", "finish_reason": "stop"}]})
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
-        with pytest.raises(ConfigError, match=r"returns no prompt log-probs .* serve the teacher with vLLM"):
-            OpenAIScorer(url, "fake").probe()
-        cfg = config(tmp_path, tiny_embedder_dir, Path("unused"), data_dir,
-                     replug={"teacher": "openai", "teacher_base_url": url, "teacher_model": "fake"})
-        with pytest.raises(ConfigError, match="returns no prompt log-probs"):
-            train_retriever(cfg)
-    finally:
-        server.shutdown()
+    url = json_server(lambda body: {"choices": [{"text": "def f(): pass", "finish_reason": "stop"}]})
+    with pytest.raises(ConfigError, match=r"returns no prompt log-probs .* serve the teacher with vLLM"):
+        OpenAIScorer(url, "fake").probe()
+    cfg = config(tmp_path, tiny_embedder_dir, Path("unused"), data_dir,
+                 replug={"teacher": "openai", "teacher_base_url": url, "teacher_model": "fake"})
+    with pytest.raises(ConfigError, match="returns no prompt log-probs"):
+        train_retriever(cfg)
     assert not (tmp_path / "run" / "model").exists()  # refused before anything was trained or written
     with pytest.raises(ConfigError, match="teacher_base_url: required when teacher=openai"):
         from_dict(ReplugConfig, {"teacher": "openai"})
