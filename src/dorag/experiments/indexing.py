@@ -359,9 +359,9 @@ def leakage_for_index(index_dir: str | Path, benchmark: str | None, problems_fil
     source = problems_file or benchmark
     name = f"leakage-{Path(str(source)).stem}.json"
     manifest = read_json(Path(index_dir) / MANIFEST)
-    for where in (Path(index_dir), Path(report_dir) if report_dir else None):
-        cached = where / name if where is not None else None
-        if cached is not None and cached.is_file():
+    for where in [Path(index_dir)] + ([Path(report_dir)] if report_dir else []):
+        cached = where / name
+        if cached.is_file():
             report = read_json(cached)
             if report.get("corpus_sha256") == manifest["corpus"]["sha256"] and report.get("benchmark") == source:
                 return report
