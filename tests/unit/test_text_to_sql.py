@@ -210,6 +210,12 @@ def test_packaged_gold_queries_all_execute_and_score_one(tmp_path: Path) -> None
     scores = [score_sql(p["canonical_solution"], p["test"], p["db_path"]) for p in problems]
     assert all(s.status is Status.PASS and s.ex and s.em for s in scores)
     assert all(p["meta"]["gold_tables"] for p in problems)
+    # A deliberately wrong set: each gold query's rows collapsed into one sentinel row. Every query runs
+    # (status FAIL, not an error), none can match, even where the gold result is empty.
+    wrong = [f"SELECT 'dorag-wrong', count(*) FROM ({p['canonical_solution'].strip().rstrip(';')})" for p in problems]
+    scores = [score_sql(w, p["test"], p["db_path"]) for w, p in zip(wrong, problems)]
+    assert [s.status for s in scores] == [Status.FAIL] * len(problems)
+    assert not any(s.ex or s.em for s in scores)
     empty = {p["db_id"] for p in problems if not execute_readonly(p["db_path"], p["test"]).rows}
     assert "wta_1" in empty
     again = spider.load_packaged(cache_dir=tmp_path)  # cached: same files, not rebuilt
