@@ -142,6 +142,12 @@ def test_results_match_multiset_semantics() -> None:
     ("SELECT count(*) AS n FROM singer", "SELECT count(*) n FROM singer", True),
     ("SELECT name FROM singer WHERE country = 'France'", "SELECT name FROM singer WHERE country = 'france'", False),
     ("SELECT name FROM singer", "SELECT age FROM singer", False),
+    ('SELECT name FROM singer WHERE country = "France"', "SELECT name FROM singer WHERE country = 'France'", True),
+    ('SELECT name FROM singer WHERE country IN ("France", "Spain")',
+     "select name from singer where country in ('France', 'Spain')", True),
+    ("SELECT a FROM t ORDER BY a DESC LIMIT 1", "SELECT a FROM t ORDER BY a LIMIT 1", False),
+    ("SELECT name FROM (SELECT name FROM singer)", "SELECT name FROM (SELECT name FROM singer) ", True),
+    ("SELECT name FROM singer WHERE", "SELECT name FROM singer", False),  # unparseable: token fallback
 ])
 def test_exact_match_normalisation(a: str, b: str, same: bool) -> None:
     assert exact_match(a, b) is same, (normalize_sql(a), normalize_sql(b))

@@ -7,8 +7,9 @@ does not change the answer). Predicted SQL runs on a read-only connection (``mod
 ``PRAGMA query_only``) with an authorizer that refuses ATTACH, DETACH and PRAGMA, one statement at a
 time, under a wall-clock deadline enforced by SQLite's progress handler.
 
-EM compares the two queries after :func:`normalize_sql`. It is a string-level normaliser, stricter
-than Spider's component EM (which ignores values and the order of set-like clauses).
+EM compares the two queries after :func:`normalize_sql` (sqlglot parse and regenerate, identifiers
+folded, table aliases resolved). It is stricter than Spider's component EM, which also ignores values
+and the order of set-like clauses.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dorag.core.require import require
 from dorag.evaluation.sandbox import Status
 
 _DENY = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA}
@@ -92,67 +94,57 @@ def results_match(gold: list[tuple[Any, ...]], pred: list[tuple[Any, ...]], orde
 
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|\d+\.\d+|\w+|<=|>=|!=|<>|==|\|\||\S")
-_KEYWORDS = frozenset("""select from where group by order having limit offset join inner left right outer cross
-natural on using as and or not in is null like glob between exists distinct all union intersect except case when then
-else end asc desc count sum avg min max with recursive cast collate""".split())
+_VALUE_PARENTS = ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Like", "ILike", "Glob", "In", "Between")
+
+
+def _normalize_tree(tree: Any) -> str:
+    from sqlglot import exp
+
+    # A double-quoted name with no table prefix compared against something is a string value in
+    # SQLite (Spider writes WHERE country = "France"): make it a literal before identifiers are folded.
+    for col in list(tree.find_all(exp.Column)):
+        ident = col.this
+        if (isinstance(ident, exp.Identifier) and ident.quoted and not col.table
+                and type(col.parent).__name__ in _VALUE_PARENTS and col.arg_key != "this"):
+            col.replace(exp.Literal.string(ident.name))
+    # Table aliases -> their table, where a table appears once (FROM singer AS T1 ... T1.name).
+    tables = list(tree.find_all(exp.Table))
+    counts = Counter(t.name.lower() for t in tables)
+    aliases: dict[str, str] = {}
+    for t in tables:
+        if t.alias and counts[t.name.lower()] == 1:
+            aliases[t.alias.lower()] = t.name.lower()
+            t.set("alias", None)
+    for col in tree.find_all(exp.Column):
+        if col.table and col.table.lower() in aliases:
+            col.set("table", exp.to_identifier(aliases[col.table.lower()]))
+    # SQLite identifiers are case-insensitive and their quotes optional: fold both.
+    for ident in tree.find_all(exp.Identifier):
+        ident.set("this", ident.name.lower())
+        ident.set("quoted", False)
+    return tree.sql(dialect="sqlite")
 
 
 def normalize_sql(sql: str) -> str:
-    """A canonical spelling of a query for exact match.
+    """A canonical spelling of a query for exact match, from sqlglot's SQLite parser.
 
-    Normalises: whitespace; case of keywords and identifiers (SQLite identifiers are case-insensitive);
-    identifier quotes (``"t"``, `` `t` ``, ``[t]`` -> ``t``); string quotes (``"x"`` as a value -> ``'x'``
-    only when the quoted text is not an identifier of the query, a heuristic); a trailing ``;``; ``<>`` ->
-    ``!=``; the optional ``AS`` before aliases; and table aliases (each alias is replaced by the table name
-    when that is unambiguous, so ``FROM singer AS T1 ... T1.name`` equals ``FROM singer ... singer.name``).
-    String literals keep their case.
+    Both queries are parsed and regenerated, which normalises whitespace, keyword case, the optional
+    ``AS``, ``<>``/``!=`` and a trailing ``;``. On the tree: identifiers are lower-cased and unquoted
+    (SQLite identifiers are case-insensitive); a double-quoted bare name compared with something
+    (``country = "France"``) becomes the string ``'France'``; table aliases are replaced by their table
+    when the table occurs once (``FROM singer AS T1 ... T1.name`` equals ``FROM singer ... singer.name``).
+    String literals keep their case. Text sqlglot cannot parse falls back to a token-level spelling
+    (whitespace and case folded), so a broken prediction still gets a deterministic, non-matching form.
     """
-    tokens = [t for t in _TOKEN.findall(sql.strip().rstrip(";").strip())]
-    out: list[str] = []
-    for t in tokens:
-        if t.startswith("'"):
-            out.append(t)
-        elif t[0] in '"`[':
-            out.append(t[1:-1].lower())
-        elif t == "<>":
-            out.append("!=")
-        elif t == "==":
-            out.append("=")
-        else:
-            out.append(t.lower())
-    # Drop AS before aliases and record table aliases: FROM/JOIN <table> [AS] <alias>
-    aliases: dict[str, str] = {}
-    clean: list[str] = []
-    i = 0
-    while i < len(out):
-        t = out[i]
-        if t == "as" and clean and i + 1 < len(out) and out[i + 1] not in _KEYWORDS and clean[-1] != "(":
-            prev2 = clean[-2] if len(clean) >= 2 else ""
-            if prev2 in ("from", "join", ","):
-                aliases.setdefault(out[i + 1], clean[-1])
-            i += 1
-            continue
-        if (clean and len(clean) >= 2 and clean[-2] in ("from", "join") and re.fullmatch(r"\w+", clean[-1])
-                and re.fullmatch(r"[a-z_]\w*", t) and t not in _KEYWORDS):
-            aliases.setdefault(t, clean[-1])  # FROM singer t1
-        clean.append(t)
-        i += 1
-    counts = Counter(aliases.values())
-    usable = {a: tbl for a, tbl in aliases.items() if counts[tbl] == 1 and a != tbl}
-    result: list[str] = []
-    for j, t in enumerate(clean):
-        if t in usable:
-            prev = result[-1] if result else ""
-            if prev == usable[t]:  # "singer t1" -> drop the alias itself
-                continue
-            if j + 1 < len(clean) and clean[j + 1] == ".":
-                result.append(usable[t])
-                continue
-        result.append(t)
-    text = " ".join(result)
-    text = re.sub(r" ?\. ?", ".", text)
-    text = re.sub(r"\( ", "(", text)
-    return re.sub(r" \)", ")", text).replace(" ,", ",")
+    text = sql.strip().rstrip(";").strip()
+    sqlglot = require("sqlglot", extra="eval")
+    try:
+        trees = sqlglot.parse(text, read="sqlite")
+        if len(trees) == 1 and trees[0] is not None:
+            return _normalize_tree(trees[0])
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):
+        pass
+    return " ".join(t if t.startswith("'") else t.lower() for t in _TOKEN.findall(text))
 
 
 def exact_match(pred: str, gold: str) -> bool:
