@@ -15,6 +15,7 @@ from dorag.data.prompts import PromptConfig, build_prompt
 from dorag.data.sqldump import convert_dump, parse_dump, parse_values
 from dorag.evaluation.evaluate import evaluate_samples, summarize
 from dorag.evaluation.sandbox import Sandbox, SandboxConfig, Status
+from dorag.cli.evaluate_cmd import format_summary
 from dorag.evaluation.sql import exact_match, execute_readonly, normalize_sql, results_match, score_sql
 
 DUMP = r"""-- MySQL dump 10.13
@@ -204,6 +205,9 @@ def test_evaluate_samples_scores_sql_with_em_in_summary(db: Path, tmp_path: Path
     summary = summarize(results, problems, ks=(1,), n_boot=10)
     assert summary["exact_match"] == pytest.approx(1 / 3)
     assert summary["execution_accuracy"]["value"] == pytest.approx(0.5)  # task 0: 1/1, task 1: 0/2
+    printed = format_summary(summary).splitlines()
+    assert any(line.split()[:2] == ["EX", "0.5000"] for line in printed)
+    assert any(line.split() == ["EM", "0.3333"] for line in printed)
 
 
 HAVE_DATA = all(importlib.util.find_spec(m) for m in ("evals", "intercode"))

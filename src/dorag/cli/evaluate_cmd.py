@@ -99,6 +99,11 @@ def format_summary(summary: dict) -> str:
     for key, val in summary.items():
         if key.startswith("pass@"):
             lines.append(f"{key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
+    if isinstance(summary.get("execution_accuracy"), dict):  # text-to-SQL: EX is pass@1 of the first sample
+        val = summary["execution_accuracy"]
+        lines.append(f"{'EX':16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
+    if isinstance(summary.get("exact_match"), float):
+        lines.append(f"{'EM':16} {summary['exact_match']:8.4f}")
     for lib, vals in summary.get("by_library", {}).items():
         for key, val in vals.items():
             lines.append(f"{lib + ' ' + key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
