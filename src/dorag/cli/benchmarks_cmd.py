@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 app = typer.Typer(help="Benchmark registry: list them, export their problems as JSONL.", no_args_is_help=True)
@@ -32,15 +34,17 @@ def export(
 
 @app.command("qrels")
 def qrels(
-    name: str = typer.Argument(..., help="unseen-api, unseen-api-shift or spider"),
+    name: str = typer.Argument(..., help="unseen-api, unseen-api-shift, spider or gretel-sql"),
     out: str = typer.Option(..., "--out", help="directory for queries.jsonl and qrels/test.tsv (BEIR layout)"),
     query: str = typer.Option("prompt", help="what each query is: the task's prompt or only its docstring"),
+    benchmark_path: Optional[str] = typer.Option(None, help="local copy of the benchmark's files (gretel-sql: a "
+                                                 ".parquet/.jsonl/.json file or the hub id)"),
 ) -> None:
     """Write a benchmark's task -> API-document relevance judgements, to score retrieval with
     `dorag index evaluate` against an index over the benchmark's corpus."""
     from dorag.experiments.indexing import benchmark_qrels
     from dorag.data.qrels import write_beir
 
-    queries, rels = benchmark_qrels(name, query)
+    queries, rels = benchmark_qrels(name, query, benchmark_path)
     write_beir(out, [], queries, rels)
     print(f"wrote {len(queries)} queries and {sum(len(v) for v in rels.values())} judgements to {out}")

@@ -34,7 +34,7 @@ def prepare(
 @app.command("corpus")
 def corpus(
     source: Optional[List[str]] = typer.Option(None, help="stdlib (default), package:NAME, apidoc:PACKAGE, "
-                                               "codesearchnet:DIR|LANG, unseen-api, spider-schema, a directory or a JSONL/CSV file; repeatable"),
+                                               "codesearchnet:DIR|LANG, unseen-api, spider-schema, gretel-schema:FILE, a directory or a JSONL/CSV file; repeatable"),
     out: str = typer.Option(..., "--out", "-o", help="corpus JSONL to write (id, text, meta)"),
     max_units: int = typer.Option(400, help="chunk documents longer than this many words"),
     classes: bool = typer.Option(True, help="add one document per class"),

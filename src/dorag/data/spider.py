@@ -80,7 +80,8 @@ def schema_text(db_path: str | Path, tables: list[str] | None = None) -> str:
     return "\n\n".join(s + ";" for n, s in ddl.items() if tables is None or n in tables)
 
 
-def schema_documents(db_id: str, db_path: str | Path, n_rows: int = 3) -> list[dict[str, Any]]:
+def schema_documents(db_id: str, db_path: str | Path, n_rows: int = 3, doc_prefix: str = "spider",
+                     source: str = "spider-schema") -> list[dict[str, Any]]:
     """One corpus document per table: its CREATE TABLE and up to `n_rows` sample rows (CodeRAG's schema snippets)."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     docs = []
@@ -91,15 +92,15 @@ def schema_documents(db_id: str, db_path: str | Path, n_rows: int = 3) -> list[d
             rows = cur.fetchall()
             sample = "\n".join(f"-- {tuple(r)!r}" for r in rows) if rows else "-- (no rows)"
             text = f"-- database: {db_id}, table: {name}\n{ddl};\n-- sample rows {tuple(cols)!r}:\n{sample}"
-            docs.append({"id": table_doc_id(db_id, name), "text": text,
-                         "meta": {"source": "spider-schema", "db_id": db_id, "table": name}})
+            docs.append({"id": table_doc_id(db_id, name, doc_prefix), "text": text,
+                         "meta": {"source": source, "db_id": db_id, "table": name}})
     finally:
         conn.close()
     return docs
 
 
-def table_doc_id(db_id: str, table: str) -> str:
-    return f"spider:{db_id}.{table.lower()}"
+def table_doc_id(db_id: str, table: str, doc_prefix: str = "spider") -> str:
+    return f"{doc_prefix}:{db_id}.{table.lower()}"
 
 
 _TABLE_REF = re.compile(r"\b(?:FROM|JOIN)\s+(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\w+)", re.IGNORECASE)
@@ -129,10 +130,12 @@ def tables_in_sql(sql: str, known: list[str]) -> list[str]:
 
 
 def to_problem(idx: int, question: str, gold: str, db_id: str, db_path: Path, tables: list[str],
-               source: str) -> dict[str, Any]:
-    """A Spider question as a HumanEval-format problem (``harness: sql``; `test` holds the gold SQL)."""
+               source: str, task_prefix: str = "Spider", doc_prefix: str = "spider") -> dict[str, Any]:
+    """A text-to-SQL question as a HumanEval-format problem (``harness: sql``; `test` holds the gold SQL).
+
+    `doc_prefix` names the schema documents of its tables (``<doc_prefix>:<db_id>.<table>``, see qrels)."""
     return {
-        "task_id": f"Spider/{idx}",
+        "task_id": f"{task_prefix}/{idx}",
         "prompt": question,
         "canonical_solution": gold,
         "test": gold,
@@ -144,7 +147,7 @@ def to_problem(idx: int, question: str, gold: str, db_id: str, db_path: Path, ta
         "schema": schema_text(db_path),
         "rag_query": f"database {db_id}: {question}",
         "stop": [";"],  # one statement is the answer
-        "meta": {"source": source, "db_id": db_id, "gold_tables": tables_in_sql(gold, tables)},
+        "meta": {"source": source, "db_id": db_id, "gold_tables": tables_in_sql(gold, tables), "doc_prefix": doc_prefix},
     }
 
 
@@ -214,5 +217,6 @@ def corpus(path: str | None = None, n_rows: int = 3) -> list[dict[str, Any]]:
 
 def qrels(problems: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Each question's relevant documents: the tables its gold query reads."""
-    return {p["task_id"]: {table_doc_id(p["db_id"], t): 1 for t in p["meta"]["gold_tables"]}
+    return {p["task_id"]: {table_doc_id(p["db_id"], t, p["meta"].get("doc_prefix", "spider")): 1
+                           for t in p["meta"]["gold_tables"]}
             for p in problems if p["meta"]["gold_tables"]}

