@@ -19,6 +19,7 @@ from typing import Any
 
 from dorag.core.errors import DataError
 from dorag.core.io import iter_jsonl_numbered
+from dorag.data.hub import hub_rows as _hub_rows
 from dorag.evaluation.benchmarks import Problem
 
 MBPP_HUB_ID = "google-research-datasets/mbpp"
@@ -38,20 +39,6 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise DataError(f"{path}: expected a JSON list of problems")
         return [(i + 1, r) for i, r in enumerate(data)]
     return list(iter_jsonl_numbered(path))
-
-
-def _hub_rows(hub_id: str, config: str, split: str) -> list[tuple[int, dict[str, Any]]]:
-    from dorag.core.require import require
-
-    datasets = require("datasets", extra="data")
-    try:
-        ds = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as exc:  # noqa: BLE001 - network and hub errors vary by version
-        raise DataError(
-            f"could not load {hub_id} ({config}/{split}) from the Hugging Face Hub ({type(exc).__name__}); "
-            "offline, pass the official file with --benchmark-path"
-        ) from exc
-    return [(i + 1, dict(r)) for i, r in enumerate(ds)]
 
 
 def _entry_point(code: str, tests: list[str], where: str) -> str:
