@@ -61,6 +61,19 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
+def read_records(path: str | Path, what: str = "records") -> list[tuple[int, dict[str, Any]]]:
+    """[(record number, record)] from a JSON list (``.json``) or JSONL file, numbered from 1 for error messages."""
+    path = Path(path)
+    if path.suffix == ".json":
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of {what}")
+        return [(i + 1, r) for i, r in enumerate(data)]
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return list(iter_jsonl_numbered(path))
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Write records as JSONL (gzip if the name ends in .gz), atomically. Returns the count."""
     path = Path(path)

@@ -16,7 +16,6 @@ corpus that schema retrieval searches.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dorag.core.errors import DataError
-from dorag.core.io import iter_jsonl_numbered
+from dorag.core.io import read_records as read_json_records
 
 HUB_ID = "gretelai/synthetic_text_to_sql"
 FIELDS = ("id", "sql_prompt", "sql_context", "sql")
@@ -59,16 +58,8 @@ def read_records(path: str) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
             raise DataError(f"{p}: not a readable parquet file ({type(exc).__name__}: {exc})") from exc
         records = [(i + 1, r) for i, r in enumerate(rows)]
-    elif p.suffix == ".json":
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        if not isinstance(data, list):
-            raise DataError(f"{p}: expected a JSON list of records")
-        records = [(i + 1, r) for i, r in enumerate(data)]
     else:
-        records = list(iter_jsonl_numbered(p))
+        records = read_json_records(p)
     for n, rec in records:
         missing = [f for f in FIELDS if not isinstance(rec, dict) or rec.get(f) in (None, "")]
         if missing:

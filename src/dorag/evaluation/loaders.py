@@ -12,13 +12,12 @@ Neither set is packaged on PyPI; offline they load from a local file.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from dorag.core.errors import DataError
-from dorag.core.io import iter_jsonl_numbered
+from dorag.core.io import read_records
 from dorag.data.hub import hub_rows as _hub_rows
 from dorag.evaluation.benchmarks import Problem
 
@@ -28,17 +27,7 @@ MBPP_SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": ran
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON list of problems")
-        return [(i + 1, r) for i, r in enumerate(data)]
-    return list(iter_jsonl_numbered(path))
+    return read_records(path, "problems")
 
 
 def _entry_point(code: str, tests: list[str], where: str) -> str:
