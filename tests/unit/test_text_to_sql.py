@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dorag.core.errors import DataError
 from dorag.data import spider
 from dorag.data.postprocess import extract_sql, to_completion
 from dorag.data.prompts import PromptConfig, build_prompt
@@ -230,3 +231,14 @@ def test_packaged_gold_queries_all_execute_and_score_one(tmp_path: Path) -> None
     assert "wta_1" in empty
     again = spider.load_packaged(cache_dir=tmp_path)  # cached: same files, not rebuilt
     assert again[0]["db_path"] == problems[0]["db_path"]
+
+
+def test_spider_directory_errors_are_one_line(tmp_path: Path, db: Path) -> None:
+    (tmp_path / "dev.json").write_text("[{\"question\": 1,\n")
+    with pytest.raises(DataError, match=r"dev.json: invalid JSON at line 2"):
+        spider.load_directory(tmp_path)
+    (tmp_path / "dev.json").write_text('[{"question": "How many?", "query": "SELECT 1", "db_id": "nope"}]')
+    with pytest.raises(DataError, match=r"nope.sqlite: database of record 0 not found"):
+        spider.load_directory(tmp_path)
+    with pytest.raises(DataError, match="Spider questions file not found"):
+        spider.load_directory(tmp_path / "missing")
