@@ -183,6 +183,13 @@ def test_openai_backend_proxies_generation_and_keeps_rag_local(server, serve_ass
                 "model": adapter, "messages": [{"role": "user", "content": PROMPTS[1]}], "max_tokens": 12,
                 "temperature": 0})
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == direct
+        # a streamed request is streamed from upstream: several pieces that add up to the direct answer
+        direct = chat(server, "code", PROMPTS[0])["choices"][0]["message"]["content"]
+        pieces = list(openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="unused", max_retries=0, timeout=120)
+                      .chat.completions.create(model="code", messages=[{"role": "user", "content": PROMPTS[0]}],
+                                               max_tokens=12, temperature=0, stream=True))
+        texts = [ch.choices[0].delta.content for ch in pieces if ch.choices and ch.choices[0].delta.content]
+        assert "".join(texts) == direct and len(texts) > 2
         r = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=120, json={
             "model": "code+rag:stdlib", "messages": [{"role": "user", "content": "reverse a string"}], "max_tokens": 8})
         assert r.status_code == 200 and r.json()["retrieved"][0]["id"] == "strings:reverse"

@@ -41,10 +41,7 @@ class FakeRunner:
     def prompt_tokens(self, prompt):
         return 1
 
-    def decode(self, ids):
-        raise NotImplementedError
-
-    def run(self, adapter, prompts, params, on_tokens):
+    def run(self, adapter, prompts, params, on_text):
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)

@@ -53,6 +53,7 @@ class Completion:
 
 
 ProgressFn = Callable[[int], None]
+TextFn = Callable[[int, int, str], None]  # (prompt index, sample index, the answer's text so far): streaming
 
 
 class Generator(Protocol):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dorag.core.errors import ModelError
 from dorag.core.require import require
-from dorag.models.generator import Completion, GenerationParams, ProgressFn, Prompt, cut_at_stop
+from dorag.models.generator import Completion, GenerationParams, ProgressFn, Prompt, TextFn, cut_at_stop
 
 
 class OpenAIGenerator:
@@ -28,17 +29,56 @@ class OpenAIGenerator:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 
+    def _url(self, path: str) -> str:
+        return str(self._client.base_url).rstrip("/") + path  # httpx keeps a trailing slash on the base
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         httpx = require("httpx", extra="models")
         try:
             resp = self._client.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach {self._client.base_url}{path}: {exc}; is the server running?") from exc
+            raise ModelError(f"cannot reach {self._url(path)}: {exc}; is the server running?") from exc
         if resp.status_code >= 400:
-            raise ModelError(f"{self._client.base_url}{path} answered {resp.status_code}: {resp.text[:300]}")
+            raise ModelError(f"{self._url(path)} answered {resp.status_code}: {resp.text[:300]}")
         return resp.json()
 
-    def _one(self, prompt: Prompt, params: GenerationParams) -> list[Completion]:
+    def _stream(self, path: str, body: dict[str, Any], on_text: Callable[[str], None]) -> dict[str, Any]:
+        """POST with ``stream: true`` and read the server-sent events; `on_text` sees the text so far after each
+        chunk. Returns the same shape as a non-streamed answer (one choice, usage when the server sends it)."""
+        httpx = require("httpx", extra="models")
+        url = self._url(path)
+        text, reason, usage, chunks = "", None, None, 0
+        try:
+            with self._client.stream("POST", path, json=body) as resp:
+                if resp.status_code >= 400:
+                    raise ModelError(f"{url} answered {resp.status_code}: {resp.read().decode(errors='replace')[:300]}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event names
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    try:
+                        event = json.loads(payload)
+                    except json.JSONDecodeError as exc:
+                        raise ModelError(f"{url} sent a stream event that is not JSON: {payload[:200]!r}") from exc
+                    if "error" in event:
+                        raise ModelError(f"{url} failed while streaming: {event['error']}")
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or ():
+                        piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+                        if piece:
+                            text += piece
+                            chunks += 1
+                            on_text(text)
+                        reason = choice.get("finish_reason") or reason
+        except httpx.HTTPError as exc:
+            raise ModelError(f"cannot reach {url}: {exc}; is the server running?") from exc
+        usage = usage or {"completion_tokens": chunks}  # about one token a chunk when the server sends no usage
+        return {"choices": [{"text": text, "message": {"content": text}, "finish_reason": reason}], "usage": usage}
+
+    def _one(self, prompt: Prompt, params: GenerationParams,
+             on_text: Callable[[str], None] | None = None) -> list[Completion]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_new_tokens,
@@ -49,16 +89,28 @@ class OpenAIGenerator:
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        streamed = on_text is not None and params.n == 1
+        if streamed:
+            body.update(stream=True, stream_options={"include_usage": True})
+        prefix = prompt.response_prefix or ""
+
+        def post(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+            if not streamed:
+                return self._post(path, payload)
+            # some servers echo the prefilled part; the caller sees the answer without it, as in the final text
+            return self._stream(path, payload, lambda t: on_text(t[len(prefix):] if prefix and t.startswith(prefix)
+                                                                else t))  # type: ignore[misc]
+
         t0 = time.perf_counter()
         if prompt.messages is not None:
             messages = [{"role": r, "content": c} for r, c in prompt.messages]
             if prompt.response_prefix:
                 messages.append({"role": "assistant", "content": prompt.response_prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
-            data = self._post("/chat/completions", {**body, "messages": messages})
+            data = post("/chat/completions", {**body, "messages": messages})
             texts = [(c["message"].get("content") or "", c.get("finish_reason")) for c in data["choices"]]
         else:
-            data = self._post("/completions", {**body, "prompt": prompt.text})
+            data = post("/completions", {**body, "prompt": prompt.text})
             texts = [(c.get("text") or "", c.get("finish_reason")) for c in data["choices"]]
         latency = time.perf_counter() - t0
         usage = data.get("usage") or {}
@@ -79,11 +131,18 @@ class OpenAIGenerator:
         return data["choices"][0]["message"].get("content") or ""
 
     def generate(
-        self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None,
+        on_text: TextFn | None = None,
     ) -> list[list[Completion]]:
+        """`on_text(i, 0, text)`, when given, sees prompt i's answer grow: the request is streamed (one sample
+        per prompt; with n > 1 the answers arrive whole)."""
         results: list[list[Completion]] = [[] for _ in prompts]
+
+        def watcher(i: int) -> Callable[[str], None] | None:
+            return None if on_text is None else (lambda text: on_text(i, 0, text))
+
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self._one, p, params): i for i, p in enumerate(prompts)}
+            futures = {pool.submit(self._one, p, params, watcher(i)): i for i, p in enumerate(prompts)}
             for fut, i in futures.items():
                 results[i] = fut.result()
                 if progress is not None:

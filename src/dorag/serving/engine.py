@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 from dorag.core.errors import ModelError
 from dorag.core.types import Prompt
 from dorag.data.prompts import with_context_chat, with_context_comment
-from dorag.models.generator import Completion, GenerationParams, cut_at_stop
+from dorag.models.generator import Completion, GenerationParams, TextFn, cut_at_stop
 from dorag.retrieval.assemble import assemble_context
 from dorag.serving.schemas import APIError
 
@@ -65,14 +65,13 @@ class Output:
 class Runner(Protocol):
     """What the worker drives: the local model, or an OpenAI-compatible server."""
 
-    streams: bool  # whether on_tokens is called while decoding (else the answer arrives in one piece)
+    streams: bool  # whether on_text is called while decoding (else the answer arrives in one piece)
 
     def adapters(self) -> dict[str, dict[str, Any]]: ...
     def count_tokens(self, text: str) -> int: ...
     def prompt_tokens(self, prompt: Prompt) -> int: ...
-    def decode(self, token_ids: list[int]) -> str: ...
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_tokens: Callable[[int, int, list[int]], None] | None) -> list[list[Completion]]: ...
+            on_text: TextFn | None) -> list[list[Completion]]: ...
 
 
 class LocalRunner:
@@ -102,8 +101,9 @@ class LocalRunner:
         return self.tok.decode(token_ids, skip_special_tokens=True)
 
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_tokens: Callable[[int, int, list[int]], None] | None) -> list[list[Completion]]:
+            on_text: TextFn | None) -> list[list[Completion]]:
         self.gen.use_adapter(adapter)
+        on_tokens = None if on_text is None else (lambda i, k, ids: on_text(i, k, self.decode(ids)))
         return self.gen.generate(prompts, params, on_tokens=on_tokens)
 
 
@@ -111,7 +111,7 @@ class ProxyRunner:
     """Generation on an OpenAI-compatible server (vLLM with --enable-lora): the adapter name is the model
     name there, as vLLM's multi-LoRA serving names LoRA modules; "base" is the server's base model."""
 
-    streams = False
+    streams = True  # answers are streamed from the upstream server (one sample per request)
 
     def __init__(self, base_url: str, base_model: str, adapter_names: Sequence[str], api_key: str | None = None,
                  timeout_s: float = 600.0, concurrency: int = 8) -> None:
@@ -132,12 +132,9 @@ class ProxyRunner:
         text = prompt.text if prompt.text is not None else "\n".join(c for _, c in prompt.messages or ())
         return self.count_tokens(text)
 
-    def decode(self, token_ids: list[int]) -> str:
-        raise NotImplementedError
-
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_tokens: Callable[[int, int, list[int]], None] | None) -> list[list[Completion]]:
-        return self.gens[adapter].generate(prompts, params)
+            on_text: TextFn | None) -> list[list[Completion]]:
+        return self.gens[adapter].generate(prompts, params, on_text=on_text)
 
 
 class DeltaTracker:
@@ -270,10 +267,10 @@ class Engine:
             return
         trackers = [DeltaTracker(job.params.stop) if job.on_delta else None for job, *_ in ready]
 
-        def on_tokens(i: int, k: int, token_ids: list[int]) -> None:
+        def on_text(i: int, k: int, text: str) -> None:
             tracker = trackers[i]
             if tracker is not None and k == 0:
-                delta = tracker.update(self.runner.decode(token_ids))
+                delta = tracker.update(text)
                 if delta:
                     ready[i][0].on_delta(delta)  # type: ignore[misc]
 
@@ -281,7 +278,7 @@ class Engine:
         params = dataclasses.replace(first.params, batch_size=len(ready))
         streaming = self.runner.streams and any(trackers)
         results = self.runner.run(first.adapter, [p for _, p, _, _ in ready], params,
-                                  on_tokens if streaming else None)
+                                  on_text if streaming else None)
         seconds = time.perf_counter() - started
         tokens = sum(c.n_tokens for comps in results for c in comps)
         if self.on_batch is not None:
