@@ -252,16 +252,35 @@ def test_feedback_exports_pairs_that_dorag_train_trains_on(server, tmp_path, cap
     sent = []
     for rating, correction in ((5, None), (2, "def gcd(a, b):\n    return a if not b else gcd(b, a % b)\n"), (1, None)):
         answer = chat(server, "code", PROMPTS[0])
-        body = {"model": "code", "prompt": PROMPTS[0], "output": answer["choices"][0]["message"]["content"] or "x",
+        output = answer["choices"][0]["message"]["content"]
+        assert output
+        body = {"model": "code", "prompt": PROMPTS[0], "output": output,
                 "rating": rating, "correction": correction, "response_id": answer["id"], "comment": "e2e"}
         r = httpx.post(f"{server.url}/v1/feedback", json=body, headers=AUTH)
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200 and r.json()["verified"] is True, r.text
         sent.append(r.json()["id"])
+    # a rating is checked against the answer it names: an id the server never gave, an edited output, or the
+    # answer of another adapter are refused; a rating without an id is kept, unverified
+    bad = [({"response_id": "chatcmpl-made-up"}, 404, "not an answer this server gave"),
+           ({"output": body["output"] + " edited"}, 400, "put an edited answer in correction"),
+           ({"model": "docstring"}, 400, "answered with adapter 'code'")]
+    for change, status, message in bad:
+        r = httpx.post(f"{server.url}/v1/feedback", json={**body, "rating": 5, **change}, headers=AUTH)
+        assert r.status_code == status and message in r.json()["error"]["message"], r.text
+    r = httpx.post(f"{server.url}/v1/feedback", headers=AUTH, json={"model": "code", "prompt": PROMPTS[1],
+                                                                     "output": "typed by hand", "rating": 5})
+    assert r.status_code == 200 and r.json()["verified"] is False
+    unverified = r.json()["id"]
     pairs = tmp_path / "pairs.jsonl"
     assert main(["feedback", "export", "--db", str(server.db), "--out", str(pairs), "--adapter", "code"]) == 0
     rows = [json.loads(line) for line in pairs.read_text().splitlines()]
     ids = {r["meta"]["feedback_id"] for r in rows}
-    assert sent[0] in ids and sent[1] in ids and sent[2] not in ids
+    assert sent[0] in ids and sent[1] in ids and sent[2] not in ids and unverified in ids
+    checked = tmp_path / "checked.jsonl"
+    assert main(["feedback", "export", "--db", str(server.db), "--out", str(checked), "--adapter", "code",
+                 "--verified-only"]) == 0
+    checked_ids = {json.loads(line)["meta"]["feedback_id"] for line in checked.read_text().splitlines()}
+    assert sent[0] in checked_ids and sent[1] in checked_ids and unverified not in checked_ids
     code = main(["train", "--data", str(pairs), "--model", str(server_model(server)), "--max-steps", "1",
                  "--batch-size", "1", "--r", "2", "--output-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err

@@ -78,3 +78,4 @@ def test_generate_with_adapter_and_rag_then_rate(server, browser):
     assert row["prompt"].startswith("Write gcd") and row["comment"] == "from the browser test"
     assert "while b:" in row["correction"] and row["retrieved"].startswith('["math:gcd"')
     assert row["response_id"].startswith("chatcmpl-") and row["latency_ms"] > 0
+    assert row["verified"] == 1  # the streamed text the page rated is the answer the server recorded

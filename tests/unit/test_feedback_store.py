@@ -31,13 +31,14 @@ def test_old_schema_is_migrated_in_place_and_keeps_its_rows(tmp_path):
     db = tmp_path / "fb.sqlite"
     _v1_database(db)
     store = FeedbackStore(db)
-    assert store.migrated_from == 1 and SCHEMA_VERSION == 2
+    assert store.migrated_from == 1 and SCHEMA_VERSION == 3
     new_id = store.add(model="code+rag:stdlib", prompt="p", output="o", rating=2, correction="fixed",
                        adapter="code", rag_index="stdlib", retrieved=["a", "b"])
     rows = store.rows()
     store.close()
     assert [r["prompt"] for r in rows] == ["old prompt", "p"] and rows[1]["id"] == new_id
     assert rows[0]["correction"] is None and rows[0]["kind"] == "chat" and rows[0]["comment"] == "from v1"
+    assert rows[0]["verified"] == 0 and store.response("none") is None  # v3: the responses table exists
     assert json.loads(rows[1]["retrieved"]) == ["a", "b"] and rows[1]["rag_index"] == "stdlib"
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -91,3 +91,14 @@ def test_unreachable_server_names_the_url():
     gen, _ = generator(refuse)
     with pytest.raises(ModelError, match=r"cannot reach http://upstream/v1/chat/completions: .*is the server running"):
         gen.generate([CHAT], GenerationParams(max_new_tokens=8), on_text=lambda i, k, t: None)
+
+
+def test_a_cancelled_prompt_closes_its_stream_and_the_others_finish():
+    events = [{"choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in ["a", "b", "c"]]
+    gen, seen = generator(lambda r: httpx.Response(200, content=sse(*events, b"[DONE]")))
+    read: dict[int, list[str]] = {0: [], 1: []}
+    out = gen.generate([Prompt(text="x"), Prompt(text="y")], GenerationParams(max_new_tokens=3),
+                       on_text=lambda i, k, t: read[i].append(t), cancelled=lambda i: i == 1)
+    assert all(body["stream"] for body in seen)  # a cancellable request is streamed, even without a watcher
+    assert out[0][0].text == "abc" and read[0] == ["a", "ab", "abc"]
+    assert out[1][0].finish_reason == "cancelled" and read[1] == []  # closed at its first event

@@ -41,7 +41,7 @@ class FakeRunner:
     def prompt_tokens(self, prompt):
         return 1
 
-    def run(self, adapter, prompts, params, on_text):
+    def run(self, adapter, prompts, params, on_text, cancelled=None):
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
@@ -170,6 +170,10 @@ def test_config_refuses_remote_bind_without_key_and_merged_adapters():
     assert "refusing to serve 0.0.0.0 without an API key" in msg and "dorag adapters merge" in msg and "'a+b'" in msg
     assert from_dict(ServeConfig, {"host": "0.0.0.0", "allow_remote": True}).allow_remote
     assert from_dict(ServeConfig, {"host": "0.0.0.0", "api_key": "k"}).api_key == "k"
+    with pytest.raises(ConfigError) as info:
+        from_dict(ServeConfig, {"record_responses": False, "feedback_requires_response": True, "disconnect_poll_s": 0})
+    assert "feedback_requires_response needs record_responses" in str(info.value)
+    assert "disconnect_poll_s: 0.0 must be a positive" in str(info.value)
 
 
 def test_metrics_text_format():
@@ -205,3 +209,120 @@ def test_on_tokens_observes_decoding_without_changing_it(tiny_generator):
     for i, comps in enumerate(plain):  # the last observed tokens are the answer (before the stop cut)
         assert cut_at_stop(runner.decode(seen[i]), params.stop)[0] == comps[0].text
         assert len(seen[i]) == comps[0].n_tokens
+
+
+class StepRunner(FakeRunner):
+    """Decodes `steps` steps of `step_s` each, stopping a row early when `cancelled(i)` turns true."""
+
+    def __init__(self, steps: int = 40, step_s: float = 0.05) -> None:
+        super().__init__()
+        self.steps, self.step_s = steps, step_s
+        self.stopped: list[tuple[str, int]] = []  # (prompt, step) of each row stopped early
+        self.started = threading.Event()
+
+    def run(self, adapter, prompts, params, on_text, cancelled=None):
+        texts = [p.text if p.text is not None else p.messages[-1][1] for p in prompts]
+        live = set(range(len(texts)))
+        out = [[Completion(f"{adapter}:{t}", self.steps, "length")] for t in texts]
+        self.started.set()
+        for step in range(self.steps):
+            time.sleep(self.step_s)
+            for i in sorted(live):
+                if cancelled is not None and cancelled(i):
+                    live.discard(i)
+                    self.stopped.append((texts[i], step))
+                    out[i] = [Completion("", step, "cancelled")]
+            if not live:
+                break
+        self.batches.append((adapter, texts))
+        return out
+
+
+def test_a_cancelled_queued_job_is_dropped_without_decoding():
+    runner = FakeRunner()
+    engine = Engine(runner)  # not started: everything is queued
+    gone, kept = Job("code", "completion", GREEDY, text="gone"), Job("code", "completion", GREEDY, text="kept")
+    engine.submit(gone)
+    engine.submit(kept)
+    gone.cancel()
+    engine.start()
+    assert kept.future.result(10).choices[0].text == "code:kept"
+    with pytest.raises(APIError) as info:
+        gone.future.result(10)
+    engine.stop()
+    assert info.value.status == 499 and info.value.code == "client_closed"
+    assert runner.batches == [("code", ["kept"])] and engine.cancelled == 1
+
+
+def test_a_job_cancelled_mid_decode_leaves_its_batch_and_the_others_finish():
+    runner = StepRunner(steps=40, step_s=0.02)
+    engine = Engine(runner, max_batch=4)
+    jobs = [Job("code", "completion", GREEDY, text=t) for t in ("a", "b", "c")]
+    for j in jobs:
+        engine.submit(j)
+    engine.start()
+    assert runner.started.wait(10)
+    jobs[1].cancel()
+    assert [jobs[i].future.result(10).choices[0].text for i in (0, 2)] == ["code:a", "code:c"]
+    with pytest.raises(APIError, match="client closed"):
+        jobs[1].future.result(10)
+    engine.stop()
+    assert [p for p, _ in runner.stopped] == ["b"] and runner.stopped[0][1] < 39 and engine.cancelled == 1
+
+
+def test_a_model_row_told_to_stop_leaves_the_batch_and_the_other_rows_are_unchanged(tiny_generator):
+    texts = ["def add(a, b):", "import math\n", "x"]
+    params = GenerationParams(max_new_tokens=12, batch_size=3)
+    plain = tiny_generator.generate_text(texts, params)
+    watched = tiny_generator.generate_text(texts, params, on_tokens=lambda i, k, ids: i == 1 and len(ids) >= 3)
+    assert watched[1][0].finish_reason == "cancelled" and watched[1][0].n_tokens == 3
+    assert [watched[i][0].text for i in (0, 2)] == [plain[i][0].text for i in (0, 2)]
+
+
+def test_a_client_that_disconnects_cancels_its_generation(tmp_path):
+    """Over a real socket: a non-streamed request whose client times out, and a stream closed after its first
+    chunk, both stop decoding (the runner sees cancelled) and count in dorag_cancelled_requests_total."""
+    import socket
+
+    httpx = pytest.importorskip("httpx")
+    uvicorn = pytest.importorskip("uvicorn")
+    from dorag.serving.app import create_app
+
+    runner = StepRunner(steps=400, step_s=0.02)  # 8 s if nobody stops it
+    cfg = from_dict(ServeConfig, {"feedback_db": str(tmp_path / "fb.sqlite"), "disconnect_poll_s": 0.1})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, runner=runner), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        body = {"model": "code", "prompt": "def f():", "max_tokens": 64}
+        t0 = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/completions", json=body, timeout=httpx.Timeout(10, read=0.5))
+        deadline = time.time() + 5
+        while len(runner.stopped) < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert [p for p, _ in runner.stopped] == ["def f():"] and time.perf_counter() - t0 < 5
+
+        runner.started.clear()
+        with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=10) as resp:
+            assert resp.status_code == 200
+            next(resp.iter_lines())  # the first chunk (retrieved documents), then hang up
+        deadline = time.time() + 5
+        while len(runner.stopped) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(runner.stopped) == 2 and all(step < 399 for _, step in runner.stopped)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert "dorag_cancelled_requests_total 2" in metrics
+        ok = httpx.post(f"{url}/v1/completions", json={**body, "max_tokens": 8}, timeout=30)  # still serving
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -84,10 +84,13 @@ def export(
     out: str = typer.Option(..., "--out", "-o", help="training JSONL to write (the format dorag train --data reads)"),
     min_rating: int = typer.Option(4, help="uncorrected answers rated at least this become training pairs"),
     adapter: Optional[str] = typer.Option(None, help="only feedback on this adapter (base for the bare model)"),
+    verified_only: bool = typer.Option(False, "--verified-only",
+                                       help="only ratings whose response_id and output match an answer the server "
+                                            "recorded (not pasted or edited outputs)"),
 ) -> None:
     """Well-rated answers and every corrected answer become SFT pairs; the loop back to `dorag train`."""
     from dorag.serving.feedback import export_feedback
 
-    result = export_feedback(db, out, min_rating=min_rating, adapter=adapter)
+    result = export_feedback(db, out, min_rating=min_rating, adapter=adapter, verified_only=verified_only)
     echo(json.dumps(result.__dict__))
     print(out)

@@ -47,13 +47,14 @@ class GenerationParams:
 class Completion:
     text: str  # the generated text after the prompt (and after response_prefix), cut before any stop
     n_tokens: int  # tokens generated, up to and including the stop or EOS
-    finish_reason: Literal["stop", "eos", "length"] = "length"
+    finish_reason: Literal["stop", "eos", "length", "cancelled"] = "length"
     latency_s: float = 0.0  # wall time from the start of the call (or batch) to this sample's last token
     meta: dict = field(default_factory=dict)
 
 
 ProgressFn = Callable[[int], None]
 TextFn = Callable[[int, int, str], None]  # (prompt index, sample index, the answer's text so far): streaming
+CancelFn = Callable[[int], bool]  # whether prompt i's answer is no longer wanted (its client went away)
 
 
 class Generator(Protocol):

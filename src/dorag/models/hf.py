@@ -14,7 +14,7 @@ from dorag.models.generator import Completion, GenerationParams, ProgressFn, Pro
 log = logging.getLogger(__name__)
 
 # Streaming hook: called after every decoding step with (prompt index, sample index, tokens so far).
-TokensFn = Callable[[int, int, list[int]], None]
+TokensFn = Callable[[int, int, list[int]], bool | None]  # returns True to stop that row now (its client left)
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
@@ -80,7 +80,8 @@ class TransformersGenerator:
         """Generate `params.n` completions for each already-rendered prompt text.
 
         `on_tokens(prompt_index, sample_index, token_ids)` sees each row's tokens after every step (for
-        streaming); it only observes, so the completions are the same with or without it.
+        streaming); it only observes, so the completions are the same with or without it, unless it returns
+        True: that row then leaves the batch at once, with finish_reason "cancelled" (the others go on).
         """
         tok = self.tokenizer
         enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -91,8 +92,8 @@ class TransformersGenerator:
             idx = order[start : start + params.batch_size]
             row_fn = None
             if on_tokens is not None:
-                def row_fn(r: int, toks: list[int], idx: list[int] = idx) -> None:
-                    on_tokens(idx[r // n_seq], r % n_seq, toks)
+                def row_fn(r: int, toks: list[int], idx: list[int] = idx) -> bool | None:
+                    return on_tokens(idx[r // n_seq], r % n_seq, toks)
             batch = self._decode_batch([enc[i] for i in idx], params, n_seq, seed=params.seed + start, on_row=row_fn)
             for j, i in enumerate(idx):
                 comps = batch[j * n_seq : (j + 1) * n_seq]
@@ -104,7 +105,7 @@ class TransformersGenerator:
         return results
 
     def _decode_batch(self, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
-                      on_row: Callable[[int, list[int]], None] | None = None) -> list[Completion]:
+                      on_row: Callable[[int, list[int]], bool | None] | None = None) -> list[Completion]:
         """Decode one batch with a shared KV cache; rows that finish leave the batch at once.
 
         HF ``generate`` keeps finished rows in the batch (padding them) until the longest row ends; here a
@@ -117,7 +118,7 @@ class TransformersGenerator:
         return self._decode(self.model, ids, params, n_seq, seed, on_row)
 
     def _decode(self, model: Any, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
-                on_row: Callable[[int, list[int]], None] | None = None) -> list[Completion]:
+                on_row: Callable[[int, list[int]], bool | None] | None = None) -> list[Completion]:
         torch = require("torch", extra="models")
         transformers = require("transformers", extra="models")
         tok = self.tokenizer
@@ -151,9 +152,9 @@ class TransformersGenerator:
                 for j, token in enumerate(nxt.tolist()):
                     r = live[j]
                     generated[r].append(token)
-                    if on_row is not None:
-                        on_row(r, generated[r])
-                    if token in self.eos_ids:
+                    if on_row is not None and on_row(r, generated[r]):
+                        finish[r] = "cancelled"
+                    elif token in self.eos_ids:
                         finish[r] = "eos"
                     elif stops and any(s in tok.decode(generated[r][-window:], skip_special_tokens=True) for s in stops):
                         finish[r] = "stop"

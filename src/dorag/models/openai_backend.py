@@ -10,7 +10,7 @@ from typing import Any
 
 from dorag.core.errors import ModelError
 from dorag.core.require import require
-from dorag.models.generator import Completion, GenerationParams, ProgressFn, Prompt, TextFn, cut_at_stop
+from dorag.models.generator import CancelFn, Completion, GenerationParams, ProgressFn, Prompt, TextFn, cut_at_stop
 
 
 class OpenAIGenerator:
@@ -42,9 +42,11 @@ class OpenAIGenerator:
             raise ModelError(f"{self._url(path)} answered {resp.status_code}: {resp.text[:300]}")
         return resp.json()
 
-    def _stream(self, path: str, body: dict[str, Any], on_text: Callable[[str], None]) -> dict[str, Any]:
+    def _stream(self, path: str, body: dict[str, Any], on_text: Callable[[str], None],
+                gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         """POST with ``stream: true`` and read the server-sent events; `on_text` sees the text so far after each
-        chunk. Returns the same shape as a non-streamed answer (one choice, usage when the server sends it)."""
+        chunk. Returns the same shape as a non-streamed answer (one choice, usage when the server sends it).
+        When `gone()` turns true the connection is closed, which stops the upstream generation too."""
         httpx = require("httpx", extra="models")
         url = self._url(path)
         text, reason, usage, chunks = "", None, None, 0
@@ -65,6 +67,9 @@ class OpenAIGenerator:
                     if "error" in event:
                         raise ModelError(f"{url} failed while streaming: {event['error']}")
                     usage = event.get("usage") or usage
+                    if gone():
+                        reason = "cancelled"
+                        break
                     for choice in event.get("choices") or ():
                         piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                         if piece:
@@ -77,8 +82,8 @@ class OpenAIGenerator:
         usage = usage or {"completion_tokens": chunks}  # about one token a chunk when the server sends no usage
         return {"choices": [{"text": text, "message": {"content": text}, "finish_reason": reason}], "usage": usage}
 
-    def _one(self, prompt: Prompt, params: GenerationParams,
-             on_text: Callable[[str], None] | None = None) -> list[Completion]:
+    def _one(self, prompt: Prompt, params: GenerationParams, on_text: Callable[[str], None] | None = None,
+             gone: Callable[[], bool] | None = None) -> list[Completion]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_new_tokens,
@@ -89,7 +94,8 @@ class OpenAIGenerator:
         }
         if params.stop:
             body["stop"] = list(params.stop)
-        streamed = on_text is not None and params.n == 1
+        streamed = (on_text is not None or gone is not None) and params.n == 1
+        show = on_text or (lambda text: None)
         if streamed:
             body.update(stream=True, stream_options={"include_usage": True})
         prefix = prompt.response_prefix or ""
@@ -98,8 +104,8 @@ class OpenAIGenerator:
             if not streamed:
                 return self._post(path, payload)
             # some servers echo the prefilled part; the caller sees the answer without it, as in the final text
-            return self._stream(path, payload, lambda t: on_text(t[len(prefix):] if prefix and t.startswith(prefix)
-                                                                else t))  # type: ignore[misc]
+            return self._stream(path, payload, lambda t: show(t[len(prefix):] if prefix and t.startswith(prefix)
+                                                             else t), gone or (lambda: False))
 
         t0 = time.perf_counter()
         if prompt.messages is not None:
@@ -120,7 +126,7 @@ class OpenAIGenerator:
             if prompt.response_prefix and text.startswith(prompt.response_prefix):
                 text = text[len(prompt.response_prefix):]  # some servers echo the prefilled part
             text, stopped = cut_at_stop(text, params.stop)
-            finish = "stop" if stopped or reason == "stop" else "length"
+            finish = "cancelled" if reason == "cancelled" else "stop" if stopped or reason == "stop" else "length"
             out.append(Completion(text=text, n_tokens=per, finish_reason=finish, latency_s=latency))
         return out
 
@@ -132,17 +138,21 @@ class OpenAIGenerator:
 
     def generate(
         self, prompts: Sequence[Prompt], params: GenerationParams, progress: ProgressFn | None = None,
-        on_text: TextFn | None = None,
+        on_text: TextFn | None = None, cancelled: CancelFn | None = None,
     ) -> list[list[Completion]]:
         """`on_text(i, 0, text)`, when given, sees prompt i's answer grow: the request is streamed (one sample
-        per prompt; with n > 1 the answers arrive whole)."""
+        per prompt; with n > 1 the answers arrive whole). `cancelled(i)` turning true closes prompt i's
+        streamed request (finish_reason "cancelled")."""
         results: list[list[Completion]] = [[] for _ in prompts]
 
         def watcher(i: int) -> Callable[[str], None] | None:
             return None if on_text is None else (lambda text: on_text(i, 0, text))
 
+        def gone(i: int) -> Callable[[], bool] | None:
+            return None if cancelled is None else (lambda: cancelled(i))
+
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self._one, p, params, watcher(i)): i for i, p in enumerate(prompts)}
+            futures = {pool.submit(self._one, p, params, watcher(i), gone(i)): i for i, p in enumerate(prompts)}
             for fut, i in futures.items():
                 results[i] = fut.result()
                 if progress is not None:

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException  # noqa: E402
 
 from dorag.models.generator import Completion, GenerationParams
 from dorag.serving.config import ServeConfig
-from dorag.serving.engine import Engine, Job, LocalRunner, Output, ProxyRunner, Runner
+from dorag.serving.engine import Engine, Job, LocalRunner, Output, ProxyRunner, Runner, client_gone
 from dorag.serving.feedback import FeedbackStore
 from dorag.serving.metrics import Metrics
 from dorag.serving.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -72,6 +72,7 @@ class Server:
         self.store = FeedbackStore(cfg.feedback_db)
         self.engine = Engine(runner, cfg.max_batch, cfg.max_queue, on_batch=self.metrics.observe_batch)
         self.metrics.gauges["dorag_queue_depth"] = lambda: self.engine.depth
+        self.metrics.counters["dorag_cancelled_requests_total"] = lambda: self.engine.cancelled
         self.started = int(time.time())
 
     def target(self, model: str, rag: Any) -> Target:
@@ -215,6 +216,24 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
                         latency_ms=round((time.perf_counter() - t0) * 1000, 1))
         return {"retrieved": snippets(docs), "dorag": info}
 
+    async def remember(rid: str, adapter: str, outputs: list[str]) -> None:
+        if cfg.record_responses:
+            await run_in_threadpool(srv.store.record_response, rid, adapter, outputs)
+
+    async def answers(request: Request, jobs: list[Job]) -> list[Output]:
+        """The jobs' outputs; when the client disconnects first, the jobs are cancelled (dropped from the queue
+        or stopped mid-decode) instead of decoding for nobody."""
+        waiting = asyncio.gather(*(asyncio.wrap_future(srv.engine.submit(j)) for j in jobs))
+        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # consumed even when nobody awaits
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=cfg.disconnect_poll_s)
+            if done:
+                return waiting.result()
+            if await request.is_disconnected():
+                for job in jobs:
+                    job.cancel()
+                raise client_gone()
+
     async def stream(job: Job, target: Target, docs: list[dict[str, Any]], kind: str, rid: str, t0: float,
                      include_usage: bool) -> StreamingResponse:
         loop = asyncio.get_running_loop()
@@ -243,21 +262,26 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
             return f"data: {json.dumps(body)}\n\n"
 
         async def events() -> AsyncIterator[str]:
-            yield chunk(None, first=True, **extra(target, None, docs, t0))
-            while (item := await queue.get()) is not done:
-                yield chunk(item)  # type: ignore[arg-type]
             try:
-                out: Output = future.result()
-            except APIError as exc:
-                yield f"data: {json.dumps(exc.body())}\n\n"
-            else:
-                comp = out.choices[0]
-                yield chunk(None, _finish(comp), dorag=extra(target, out, docs, t0)["dorag"])
-                if include_usage:
-                    body = {"id": rid, "object": obj, "created": int(time.time()), "model": target.model,
-                            "choices": [], "usage": _usage(out.prompt_tokens, comp.n_tokens)}
-                    yield f"data: {json.dumps(body)}\n\n"
-            yield "data: [DONE]\n\n"
+                yield chunk(None, first=True, **extra(target, None, docs, t0))
+                while (item := await queue.get()) is not done:
+                    yield chunk(item)  # type: ignore[arg-type]
+                try:
+                    out: Output = future.result()
+                except APIError as exc:
+                    yield f"data: {json.dumps(exc.body())}\n\n"
+                else:
+                    comp = out.choices[0]
+                    await remember(rid, target.adapter, [comp.text])
+                    yield chunk(None, _finish(comp), dorag=extra(target, out, docs, t0)["dorag"])
+                    if include_usage:
+                        body = {"id": rid, "object": obj, "created": int(time.time()), "model": target.model,
+                                "choices": [], "usage": _usage(out.prompt_tokens, comp.n_tokens)}
+                        yield f"data: {json.dumps(body)}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:  # the client went away mid-stream (the response task is cancelled): stop decoding for it
+                if not future.done():
+                    job.cancel()
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
@@ -280,7 +304,8 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
         if req.stream:
             return await stream(job, target, docs, "chat", rid, t0,
                                 bool(req.stream_options and req.stream_options.include_usage))
-        out: Output = await asyncio.wrap_future(srv.engine.submit(job))
+        out, = await answers(request, [job])
+        await remember(rid, target.adapter, [c.text for c in out.choices])
         choices = [{"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": _finish(c),
                     "logprobs": None} for i, c in enumerate(out.choices)]
         return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": req.model,
@@ -309,7 +334,8 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
         if req.stream:
             return await stream(jobs[0], target, docs, "completion", rid, t0,
                                 bool(req.stream_options and req.stream_options.include_usage))
-        outs: list[Output] = await asyncio.gather(*(asyncio.wrap_future(srv.engine.submit(j)) for j in jobs))
+        outs = await answers(request, jobs)
+        await remember(rid, target.adapter, [c.text for out in outs for c in out.choices])
         choices = [{"index": i * req.n + k, "text": c.text, "finish_reason": _finish(c), "logprobs": None}
                    for i, out in enumerate(outs) for k, c in enumerate(out.choices)]
         usage = _usage(sum(o.prompt_tokens for o in outs), sum(c.n_tokens for o in outs for c in o.choices))
@@ -322,11 +348,36 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
         req: FeedbackRequest = _validate(FeedbackRequest, await request.body())
         target = srv.target(req.model, None)
         request.state.model = req.model
+        verified = await check_feedback(req, target.adapter)
         row_id = await run_in_threadpool(
             srv.store.add, model=req.model, prompt=req.prompt, output=req.output, rating=req.rating,
             comment=req.comment, correction=req.correction, kind=req.kind, adapter=target.adapter,
-            rag_index=target.index, retrieved=req.retrieved, response_id=req.response_id, latency_ms=req.latency_ms)
-        return {"id": row_id, "object": "feedback", "stored": True}
+            rag_index=target.index, retrieved=req.retrieved, response_id=req.response_id, latency_ms=req.latency_ms,
+            verified=int(verified))
+        return {"id": row_id, "object": "feedback", "stored": True, "verified": verified}
+
+    async def check_feedback(req: FeedbackRequest, adapter: str) -> bool:
+        """Whether the rated output is an answer this server gave under `req.response_id`; a response id it
+        never gave, or an output that is not that answer, is refused (it would train on text nobody served)."""
+        if req.response_id is None:
+            if cfg.feedback_requires_response:
+                raise APIError(400, "response_id is required: rate an answer by the id this server gave it "
+                                    "(feedback_requires_response is on)", param="response_id")
+            return False
+        if not cfg.record_responses:
+            return False
+        answer = await run_in_threadpool(srv.store.response, req.response_id)
+        if answer is None:
+            raise APIError(404, f"response_id {req.response_id!r} is not an answer this server gave "
+                                "(or it was given before record_responses was on)", code="response_not_found",
+                           param="response_id")
+        if answer["adapter"] != adapter:
+            raise APIError(400, f"response {req.response_id!r} was answered with adapter {answer['adapter']!r}, "
+                                f"but model {req.model!r} is adapter {adapter!r}", param="model")
+        if req.output not in answer["outputs"]:
+            raise APIError(400, f"output is not the answer given under response {req.response_id!r}; send it "
+                                "unchanged and put an edited answer in correction", param="output")
+        return True
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     app.add_middleware(AuthMiddleware, api_key=cfg.api_key)

@@ -30,12 +30,18 @@ class ServeConfig:
     api_key: str | None = option(None, "bearer key required on /v1/* and /metrics (the CLI reads DORAG_API_KEY)")
     allow_remote: bool = option(False, "bind a non-loopback host without an API key")
     feedback_db: str = option("feedback.sqlite", "SQLite file for ratings and corrections (WAL mode)")
+    record_responses: bool = option(True, "keep each answer under its response id in the feedback store, so a "
+                                          "rating that names the id is checked against the answer it rates")
+    feedback_requires_response: bool = option(False, "refuse ratings without the response_id of an answer this "
+                                                      "server gave (needs record_responses)")
     max_tokens: int = option(1024, "most tokens one request may generate; larger max_tokens is a 400")
     default_max_tokens: int | None = option(None, "max_tokens when a request gives none (default: 256 or max_tokens)")
     default_temperature: float = option(0.0, "temperature when a request gives none (0: greedy, reproducible)")
     max_body_bytes: int = option(1_000_000, "larger request bodies are refused with 413 before parsing")
     max_batch: int = option(8, "queued greedy requests for one adapter decoded together (1: no batching)")
     max_queue: int = option(256, "requests waiting for the model; more are refused with 503")
+    disconnect_poll_s: float = option(0.5, "how often a waiting request checks that its client is still there "
+                                           "(a gone client's job is dropped or stopped mid-decode)")
     rag_top_k: int = option(3, "documents retrieved when a request names an index but no top_k")
     rag_max_top_k: int = option(20, "most documents a request may ask for")
     rag_budget_tokens: int = option(1024, "most prompt tokens the retrieved documents may take")
@@ -46,6 +52,11 @@ class ServeConfig:
         if self.model.merge:
             problems.append("model.merge: the server switches adapters per request; to serve a folded adapter, "
                             "merge it first (dorag adapters merge) and serve the merged checkpoint as model.name")
+        if self.feedback_requires_response and not self.record_responses:
+            problems.append("feedback_requires_response needs record_responses: without recorded answers no "
+                            "response_id can be checked")
+        if self.disconnect_poll_s <= 0:
+            problems.append(f"disconnect_poll_s: {self.disconnect_poll_s} must be a positive number of seconds")
         if self.model.backend == "transformers":
             missing = [n for n, p in self.model.adapters.items() if not p]
             if missing:

@@ -24,11 +24,17 @@ from typing import Any, Literal, Protocol
 from dorag.core.errors import ModelError
 from dorag.core.types import Prompt
 from dorag.data.prompts import with_context_chat, with_context_comment
-from dorag.models.generator import Completion, GenerationParams, TextFn, cut_at_stop
+from dorag.models.generator import CancelFn, Completion, GenerationParams, TextFn, cut_at_stop
 from dorag.retrieval.assemble import assemble_context
 from dorag.serving.schemas import APIError
 
 log = logging.getLogger(__name__)
+
+
+def client_gone() -> APIError:
+    """The answer to a request whose client disconnected (nginx's 499: nobody reads it, the logs and metrics do)."""
+    return APIError(499, "the client closed the request before the answer was ready", "invalid_request_error",
+                    "client_closed")
 
 
 @dataclass
@@ -45,6 +51,11 @@ class Job:
     on_delta: Callable[[str], None] | None = None  # streaming: called (in the worker) with new text
     future: Future = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.perf_counter)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client went away
+
+    def cancel(self) -> None:
+        """The answer is no longer wanted: a queued job is dropped, a decoding one leaves its batch."""
+        self.cancelled.set()
 
     def group_key(self) -> tuple[Any, ...]:
         if not self.params.greedy:
@@ -71,7 +82,7 @@ class Runner(Protocol):
     def count_tokens(self, text: str) -> int: ...
     def prompt_tokens(self, prompt: Prompt) -> int: ...
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_text: TextFn | None) -> list[list[Completion]]: ...
+            on_text: TextFn | None, cancelled: CancelFn | None = None) -> list[list[Completion]]: ...
 
 
 class LocalRunner:
@@ -101,10 +112,16 @@ class LocalRunner:
         return self.tok.decode(token_ids, skip_special_tokens=True)
 
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_text: TextFn | None) -> list[list[Completion]]:
+            on_text: TextFn | None, cancelled: CancelFn | None = None) -> list[list[Completion]]:
         self.gen.use_adapter(adapter)
-        on_tokens = None if on_text is None else (lambda i, k, ids: on_text(i, k, self.decode(ids)))
-        return self.gen.generate(prompts, params, on_tokens=on_tokens)
+
+        def on_tokens(i: int, k: int, ids: list[int]) -> bool:
+            if on_text is not None:
+                on_text(i, k, self.decode(ids))
+            return cancelled is not None and cancelled(i)
+
+        watched = on_text is not None or cancelled is not None
+        return self.gen.generate(prompts, params, on_tokens=on_tokens if watched else None)
 
 
 class ProxyRunner:
@@ -133,8 +150,8 @@ class ProxyRunner:
         return self.count_tokens(text)
 
     def run(self, adapter: str, prompts: list[Prompt], params: GenerationParams,
-            on_text: TextFn | None) -> list[list[Completion]]:
-        return self.gens[adapter].generate(prompts, params, on_text=on_text)
+            on_text: TextFn | None, cancelled: CancelFn | None = None) -> list[list[Completion]]:
+        return self.gens[adapter].generate(prompts, params, on_text=on_text, cancelled=cancelled)
 
 
 class DeltaTracker:
@@ -191,6 +208,12 @@ class Engine:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.busy = False
+        self.cancelled = 0  # jobs whose client went away: dropped from the queue or stopped mid-decode
+
+    def _drop(self, job: Job) -> None:
+        self.cancelled += 1
+        if not job.future.done():
+            job.future.set_exception(client_gone())
 
     @property
     def depth(self) -> int:
@@ -228,11 +251,17 @@ class Engine:
                                                       "shutting_down"))
                 self._queue.clear()
                 return None
+            while self._queue and self._queue[0].cancelled.is_set():
+                self._drop(self._queue.popleft())
+            if not self._queue:
+                return []
             first = self._queue.popleft()
             group, rest = [first], collections.deque()
             key = first.group_key()
             for job in self._queue:
-                if len(group) < self.max_batch and job.group_key() == key:
+                if job.cancelled.is_set():
+                    self._drop(job)
+                elif len(group) < self.max_batch and job.group_key() == key:
                     group.append(job)
                 else:
                     rest.append(job)
@@ -278,12 +307,15 @@ class Engine:
         params = dataclasses.replace(first.params, batch_size=len(ready))
         streaming = self.runner.streams and any(trackers)
         results = self.runner.run(first.adapter, [p for _, p, _, _ in ready], params,
-                                  on_text if streaming else None)
+                                  on_text if streaming else None, lambda i: ready[i][0].cancelled.is_set())
         seconds = time.perf_counter() - started
         tokens = sum(c.n_tokens for comps in results for c in comps)
         if self.on_batch is not None:
             self.on_batch(first.adapter, len(ready), seconds, tokens)
         for (job, _, used, n_prompt), comps, tracker in zip(ready, results, trackers):
+            if job.cancelled.is_set():
+                self._drop(job)
+                continue
             if tracker is not None and job.on_delta is not None:
                 rest = tracker.finish(comps[0].text)
                 if rest:

@@ -46,10 +46,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE feedback ADD COLUMN latency_ms REAL",
         "CREATE INDEX feedback_adapter ON feedback (adapter)",
     ),
+    (  # 3: the answers this server gave, so a rating can be checked against the answer it rates
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            adapter TEXT NOT NULL,
+            outputs TEXT NOT NULL
+        )""",
+        "ALTER TABLE feedback ADD COLUMN verified INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = ("model", "prompt", "output", "rating", "comment", "correction", "kind", "adapter", "rag_index",
-           "retrieved", "response_id", "latency_ms")
+           "retrieved", "response_id", "latency_ms", "verified")
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -128,10 +137,33 @@ class FeedbackStore:
             raise
         return int(cur.lastrowid)
 
-    def rows(self, adapter: str | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM feedback", ()
+    def record_response(self, response_id: str, adapter: str, outputs: list[str]) -> None:
+        """Keep what the server answered under `response_id`, and with which adapter ("base" for none)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT OR REPLACE INTO responses (id, created_at, adapter, outputs) VALUES (?, ?, ?, ?)",
+                         (response_id, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), adapter,
+                          json.dumps(outputs)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def response(self, response_id: str) -> dict[str, Any] | None:
+        """The recorded answer `response_id`, with `outputs` as a list; None when this server never gave it."""
+        row = self._conn().execute("SELECT * FROM responses WHERE id = ?", (response_id,)).fetchone()
+        return None if row is None else {**dict(row), "outputs": json.loads(row["outputs"])}
+
+    def rows(self, adapter: str | None = None, verified_only: bool = False) -> list[dict[str, Any]]:
+        sql, where, args = "SELECT * FROM feedback", [], []
         if adapter is not None:
-            sql, args = sql + " WHERE coalesce(adapter, 'base') = ?", (adapter,)
+            where.append("coalesce(adapter, 'base') = ?")
+            args.append(adapter)
+        if verified_only:
+            where.append("verified = 1")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return [dict(r) for r in self._conn().execute(sql + " ORDER BY id", args)]
 
     def count(self) -> int:
@@ -190,20 +222,22 @@ def feedback_pairs(rows: list[dict[str, Any]], min_rating: int = 4) -> tuple[lis
 
 
 def export_feedback(db: str | Path, out: str | Path, min_rating: int = 4,
-                    adapter: str | None = None) -> ExportResult:
-    """Write the pairs of `db` (optionally one adapter's) as the chat JSONL `dorag train --data` reads,
-    atomically. Opening the database migrates it to the current schema."""
+                    adapter: str | None = None, verified_only: bool = False) -> ExportResult:
+    """Write the pairs of `db` (optionally one adapter's, optionally only ratings checked against the answer
+    the server recorded) as the chat JSONL `dorag train --data` reads, atomically. Opening the database
+    migrates it to the current schema."""
     if not 1 <= min_rating <= 5:
         raise DataError(f"min_rating: must be 1..5, got {min_rating}")
     if not Path(db).is_file():
         raise DataError(f"{db}: feedback database not found (dorag serve --feedback-db writes it)")
     store = FeedbackStore(db)
     try:
-        pairs, result = feedback_pairs(store.rows(adapter), min_rating)
+        pairs, result = feedback_pairs(store.rows(adapter, verified_only), min_rating)
     finally:
         store.close()
     if not pairs:
+        scope = (", adapter " + adapter if adapter else "") + (", verified ratings only" if verified_only else "")
         raise DataError(f"{db}: no training pairs ({result.skipped_low} ratings below {min_rating} without a "
-                        f"correction{', adapter ' + adapter if adapter else ''}); lower --min-rating or collect more")
+                        f"correction{scope}); lower --min-rating or collect more")
     write_jsonl(out, pairs)
     return result

@@ -53,6 +53,7 @@ class Metrics:
         self.tokens: dict[str, int] = defaultdict(int)
         self.batches: dict[str, Histogram] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.counters: dict[str, Callable[[], float]] = {}  # counted elsewhere, read at render time
 
     def observe_request(self, method: str, route: str, model: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -84,7 +85,9 @@ class Metrics:
             lines += ["# HELP dorag_batch_size Requests decoded together, by adapter.", "# TYPE dorag_batch_size histogram"]
             for adapter, hist in sorted(self.batches.items()):
                 lines += hist.lines("dorag_batch_size", f'adapter="{_escape(adapter)}"')
-            gauges = dict(self.gauges)
+            gauges, counters = dict(self.gauges), dict(self.counters)
+        for name, fn in sorted(counters.items()):
+            lines += [f"# TYPE {name} counter", f"{name} {fn()}"]
         for name, fn in sorted(gauges.items()):
             lines += [f"# TYPE {name} gauge", f"{name} {fn()}"]
         return "\n".join(lines) + "\n"
