@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from dorag.core.io import write_json
-from dorag.experiments.report import analyse, comparisons, latex, markdown, topk_series, write_report
+from dorag.core.io import read_json, write_json
+from dorag.experiments.report import analyse, comparisons, latex, markdown, score_table, topk_series, write_report
 from dorag.experiments.stats import mcnemar_exact
 
 CONDS = ["baseline", "lora_only", "dora_only", "rag_only", "lora_rag", "dora_rag"]
@@ -91,3 +91,17 @@ def test_topk_series_pairs_each_rag_condition_with_its_adapter():
 def test_table_escaping():
     assert "a\\_b" in latex(["x", "y"], [["a_b", "50%"]], "c") and "50\\%" in latex(["x", "y"], [["a_b", "50%"]], "c")
     assert markdown(["a"], [["x|y"]]).splitlines()[-1] == "| x\\|y |"
+
+
+def test_sampled_cells_add_pass_at_10_columns_and_ds1000_libraries(tmp_path):
+    ab = _ablation(tmp_path, PASSES)
+    sampled = read_json(ab["cells"][0]["summary"])
+    sampled["pass@10"] = {"value": 0.45, "ci95_low": 0.3, "ci95_high": 0.6}
+    sampled["by_library"] = {lib: {"pass@1": {"value": v, "ci95_low": v - 0.1, "ci95_high": v + 0.1}}
+                             for lib, v in (("Numpy", 0.25), ("Pandas", 0.15))}
+    write_json(ab["cells"][0]["summary"], sampled)
+    header, body = score_table(analyse([ab], n_boot=200)["rows"])
+    assert header == ["benchmark", "condition", "tasks", "pass@1", "pass@1 95% CI", "pass@10", "pass@10 95% CI"]
+    assert body[0][1:] == ["baseline", "20", "0.200", "[0.100, 0.300]", "0.450", "[0.300, 0.600]"]
+    assert body[1][0] == "bench/Numpy" and body[1][3:5] == ["0.250", "[0.150, 0.350]"] and body[1][5:] == ["", ""]
+    assert body[3][1] == "lora_only" and body[3][5:] == ["", ""]  # greedy cells leave pass@10 empty

@@ -89,7 +89,8 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
             rows.append(row)
             for lib, entries in (summary.get("by_library") or {}).items():
                 if len(summary["by_library"]) > 1:  # DS-1000's libraries; a one-library benchmark adds nothing
-                    rows.append({**row, "benchmark": f"{cell['benchmark']}/{lib}", "n_tasks": None,
+                    base = {k: v for k, v in row.items() if not k.startswith("pass@")}  # not the overall scores
+                    rows.append({**base, "benchmark": f"{cell['benchmark']}/{lib}", "n_tasks": None,
                                  **{k: e["value"] for k, e in entries.items()},
                                  **{f"{k}_ci": (e["ci95_low"], e["ci95_high"]) for k, e in entries.items()}})
         for bench, conds in by_bench.items():
