@@ -132,6 +132,14 @@ def test_killed_cell_resumes_and_bad_config_is_one_line(capsys, tmp_path, grid):
     assert code == 1 and "nope" in err and "limitt" in err and "Traceback" not in err
 
 
+def test_a_malformed_benchmark_file_fails_before_any_training(capsys, tmp_path, grid):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "T/0", "prompt": "def f():\\n"}\n')  # no test, no entry_point
+    code, _, err = run(capsys, "ablate", grid, f"benchmarks.he3.problems={bad}")
+    assert code == 1 and err.startswith(f"error: {bad}:1: problem is missing field(s)") and "Traceback" not in err
+    assert not (tmp_path / "abl").exists()  # nothing trained, built or written
+
+
 def test_mlflow_tracking_is_readable_with_the_client(capsys, tmp_path, grid):
     mlflow = pytest.importorskip("mlflow")
     out = tmp_path / "abl"

@@ -26,6 +26,23 @@ def test_help_lists_the_verbs(capsys):
         assert verb in out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["benchmarks", "export"], "error: Missing argument 'name'. (see dorag benchmarks export --help)"),
+    (["generate", "--temperatur", "1"], "error: No such option: --temperatur (Possible options: --temperature) (see dorag generate --help)"),
+    (["nosuchverb"], "error: No such command 'nosuchverb'. (see dorag --help)"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(capsys, args, message):
+    code, out, err = run(capsys, *args)
+    assert (code, out, err) == (2, "", message + "\n")
+
+
+def test_malformed_yaml_is_one_line_with_its_position(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  max_steps: 2\n    lr: 1\n")
+    code, _, err = run(capsys, "train", "-c", str(bad))
+    assert code == 1 and err == f"error: {bad}:3:7: invalid YAML: mapping values are not allowed here; fix the file and re-run\n"
+
+
 def test_benchmarks_list_and_export(capsys, tmp_path):
     code, out, _ = run(capsys, "benchmarks", "list")
     assert code == 0 and "humaneval" in out

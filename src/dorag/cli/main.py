@@ -60,6 +60,20 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # deprecations aimed at library authors
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """click's ClickException, and the copy of it that newer typer releases vendor as ``typer._click``."""
+    import click
+
+    kinds: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # typer < 0.2x uses click itself
+        pass
+    else:
+        kinds.append(VendoredClickException)
+    return tuple(kinds)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point; returns the exit code (0 ok, 1 error, 2 usage error, 130 interrupted)."""
     import click
@@ -78,11 +92,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("aborted", file=sys.stderr)
         return 130
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
+    except _click_errors() as exc:  # a usage error: one line, and where the help is
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None and getattr(exc, "exit_code", 1) == 2 else ""
+        print(f"error: {exc.format_message()}{where}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)

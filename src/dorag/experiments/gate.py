@@ -46,7 +46,7 @@ class GateConfig:
     def check(self) -> list[str]:
         problems = []
         if not self.rules:
-            problems.append("rules: name at least one metric to gate (e.g. rules: {pass@1.value: {tolerance: 0.02}})")
+            problems.append("rules: name at least one metric to gate: -c configs/gate.yaml, or --set rules.pass@1.value.tolerance=0.02")
         return problems
 
 

@@ -81,8 +81,9 @@ def run_ablation(cfg: AblateConfig, say: Say = lambda m: None, bar: Bar = _no_ba
     """Run (or resume) the grid of `cfg`; returns the content of ablation.json."""
     p = plan(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cells = [c for c in p.cells if only is None or c.condition in only]
+    _check_benchmarks([c for c in cells if not c.done()])  # a bad benchmark file fails now, not after training
+    out.mkdir(parents=True, exist_ok=True)
     adapters = [u for n, u in p.adapters.items() if any(c.adapter == n for c in cells)]
     indexes = [u for n, u in p.indexes.items() if any(c.index == n for c in cells)]
     data = p.data if p.data and any(u.config is not None for u in adapters) else None
@@ -215,6 +216,18 @@ def _run_cells(cfg: AblateConfig, p: Plan, cells: list[Unit], progress: Progress
             say(f"  {cell.name}: pass@1 {figures.get('pass@1', float('nan')):.3f} on {figures['n_tasks']} tasks ({wall:.0f} s)")
         del generator
         gc.collect()
+
+
+def _check_benchmarks(cells: list[Unit]) -> None:
+    """Load each distinct benchmark the cells still need once, so that a missing or malformed file is an error
+    before any training or indexing starts."""
+    seen = set()
+    for cell in cells:
+        g = cell.config
+        source = (g.benchmark, g.problems, g.limit, g.benchmark_path)
+        if source not in seen:
+            seen.add(source)
+            _problems(cell)
 
 
 def _problems(cell: Unit) -> list[dict[str, Any]]:
