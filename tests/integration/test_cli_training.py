@@ -59,6 +59,21 @@ def test_prepare_train_generate_export_merge(capsys, tmp_path, tiny_model_dir, s
     code, out, err = run(capsys, "adapters", "merge", adapter, "--out", tmp_path / "merged", "--model", tiny_model_dir)
     assert code == 0, err and (tmp_path / "merged" / "config.json").is_file()
 
+    # a truncated copy of the weights is one line naming the file, for generate and merge alike
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter, broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    for args in (["generate", "--model", tiny_model_dir, "--adapter", broken, "--problems", problems_file,
+                  "--out", tmp_path / "s2.jsonl"],
+                 ["adapters", "merge", broken, "--out", tmp_path / "merged2", "--model", tiny_model_dir]):
+        code, _, err = run(capsys, *args)
+        assert code == 1 and err.startswith(f"error: {weights}: corrupt or truncated adapter weights"), err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "merged2").exists() and not (tmp_path / "s2.jsonl").exists()
+
 
 def test_train_bad_inputs_are_one_line_errors(capsys, tmp_path, tiny_model_dir):
     data = tmp_path / "d.jsonl"

@@ -65,6 +65,9 @@ def check_adapter_dir(path: str | Path, model: Any | None = None) -> dict[str, A
         config = json.loads((path / "adapter_config.json").read_text())
     except ValueError as exc:
         raise ModelError(f"{path}/adapter_config.json is not valid JSON ({exc})") from exc
+    weights = path / "adapter_model.safetensors"
+    if weights.is_file():
+        _check_safetensors(weights)
     meta = json.loads((path / META).read_text()) if (path / META).is_file() else {}
     if model is not None and meta.get("fingerprint"):
         ours = base_fingerprint(model)
@@ -74,6 +77,21 @@ def check_adapter_dir(path: str | Path, model: Any | None = None) -> dict[str, A
             raise ModelError(f"adapter {path} was trained on base {meta.get('base_model')!r}, which does not match "
                              f"this model ({'; '.join(diff)}); load it on its own base model")
     return {**config, "_dorag": meta}
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read the file's header and tensor table (not the tensors), so a truncated or corrupt file is one clear error."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # only with peft installed does an adapter load at all
+        return
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if not list(f.keys()):
+                raise ValueError("no tensors")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise ModelError(f"{path}: corrupt or truncated adapter weights ({str(exc).splitlines()[0][:200]}); "
+                         "copy it again or retrain the adapter") from exc
 
 
 class AdapterSet:
