@@ -71,11 +71,40 @@ def serve(
     uvicorn = require("uvicorn", extra="serve")
     from dorag.serving.app import create_app
 
+    sock = _bind(cfg.host, cfg.port)  # before the model loads: a port in use is an error in a second, not a minute
     app = create_app(cfg, progress=echo)
     adapters = ", ".join(cfg.model.adapters) or "none"
+    port = sock.getsockname()[1]  # the real one when --port 0 asked for a free port
     echo(f"serving {cfg.model.name} (adapters: {adapters}; indexes: {', '.join(cfg.indexes) or 'none'}) on "
-         f"http://{cfg.host}:{cfg.port}  (web UI at /, API at /v1, feedback in {cfg.feedback_db})")
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level, timeout_graceful_shutdown=10)
+         f"http://{cfg.host}:{port}  (web UI at /, API at /v1, feedback in {cfg.feedback_db})")
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=10))
+    server.run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    """A listening socket on host:port, or one line saying why not."""
+    import errno
+    import socket
+
+    from dorag.core.errors import ConfigError
+
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"host {host!r} does not resolve ({exc.strerror}); pass --host 127.0.0.1 or an address "
+                          "of this machine") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use; stop what uses it, or pass --port N "
+                              "(--port 0 picks a free one)") from exc
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --host or --port") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 @feedback_app.command("export")
