@@ -14,6 +14,7 @@ and the order of set-like clauses.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import sqlite3
@@ -125,6 +126,7 @@ def _normalize_tree(tree: Any) -> str:
     return tree.sql(dialect="sqlite")
 
 
+@functools.lru_cache(maxsize=8192)  # the gold query is normalised once, not once per sample
 def normalize_sql(sql: str) -> str:
     """A canonical spelling of a query for exact match, from sqlglot's SQLite parser.
 
