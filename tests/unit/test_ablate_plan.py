@@ -97,3 +97,14 @@ def test_profiles_and_extra_conditions():
     assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 16
     with pytest.raises(ConfigError, match="unknown profile"):
         load_profile("nope")
+
+
+def test_a_condition_can_run_on_some_benchmarks_only(tmp_path):
+    extra = {"rag_dense": {"rag": True, "index": "ua-dense", "benchmarks": ["unseen-api"]}}
+    cfg = _cfg(out=str(tmp_path), indexes={"ua-dense": {"build": {"sources": ["unseen-api"], "index": {"method": "dense"}}}},
+               conditions=extra)
+    p = plan(cfg)
+    assert [(c.condition, c.benchmark) for c in p.cells] == [("rag_dense", "unseen-api")]
+    assert sorted(p.indexes) == ["ua-dense"]  # the stdlib index is not built: nothing retrieves from it
+    with pytest.raises(ConfigError, match=r"conditions.rag_dense.benchmarks: mbpp not under benchmarks \(humaneval, unseen-api\)"):
+        _cfg(conditions={"rag_dense": {"rag": True, "benchmarks": ["mbpp"]}})

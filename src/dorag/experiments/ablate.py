@@ -74,7 +74,12 @@ class ConditionSpec:
     rag: bool = option(False, "retrieve from the benchmark's index")
     index: str | None = option(None, "retrieve from this index instead of the benchmark's")
     top_k: int | None = option(None, "documents retrieved (default rag.top_k)")
+    benchmarks: tuple[str, ...] = option((), "run only on these benchmarks (default: every benchmark of the grid)")
     set: dict[str, Any] = option(help="GenerateConfig overrides for this condition", default_factory=dict)
+
+
+def _runs_on(condition: ConditionSpec, benchmark: str) -> bool:
+    return not condition.benchmarks or benchmark in condition.benchmarks
 
 
 def _default_conditions() -> dict[str, ConditionSpec]:
@@ -117,11 +122,15 @@ class AblateConfig:
                                 f"({', '.join(self.adapters) or 'none'})")
             if c.index is not None and c.index not in self.indexes:
                 problems.append(f"conditions.{cname}.index: {c.index!r} is not under indexes ({', '.join(self.indexes)})")
+            unknown = [b for b in c.benchmarks if b not in self.benchmarks]
+            if unknown:
+                problems.append(f"conditions.{cname}.benchmarks: {', '.join(unknown)} not under benchmarks "
+                                f"({', '.join(self.benchmarks)})")
         for bname, b in self.benchmarks.items():
             if b.index is not None and b.index not in self.indexes:
                 problems.append(f"benchmarks.{bname}.index: {b.index!r} is not under indexes ({', '.join(self.indexes)})")
             for cname, c in self.conditions.items():
-                if c.rag and c.index is None and b.index is None:
+                if c.rag and c.index is None and b.index is None and (not c.benchmarks or bname in c.benchmarks):
                     problems.append(f"benchmarks.{bname}.index: condition {cname} retrieves; name an index")
         if not self.conditions or not self.benchmarks:
             problems.append("conditions/benchmarks: the grid needs at least one of each")
@@ -198,7 +207,8 @@ def plan(cfg: AblateConfig) -> Plan:
             return None
 
     used_adapters = {c.adapter for c in cfg.conditions.values() if c.adapter}
-    used_indexes = {c.index or b.index for c in cfg.conditions.values() if c.rag for b in cfg.benchmarks.values()}
+    used_indexes = {c.index or b.index for c in cfg.conditions.values() if c.rag
+                    for bname, b in cfg.benchmarks.items() if _runs_on(c, bname)}
     given = (cfg.train.get("data") or {}).get("train")
     needs_data = any(cfg.adapters[a].path is None for a in used_adapters) and not given
     data = None
@@ -239,6 +249,8 @@ def plan(cfg: AblateConfig) -> Plan:
     cells: list[Unit] = []
     for bname, b in cfg.benchmarks.items():
         for cname, c in cfg.conditions.items():
+            if not _runs_on(c, bname):
+                continue
             model = to_dict(cfg.model)
             a = adapters.get(c.adapter) if c.adapter else None
             if a is not None:
