@@ -83,9 +83,21 @@ def test_report_files(tmp_path):
 
 
 def test_topk_series_pairs_each_rag_condition_with_its_adapter():
-    rows = [{"benchmark": "b", "condition": c, "pass@1": p, "n_tasks": 3, "top_k": k}
-            for c, p, k in [("baseline", 0.1, None), ("rag_only", 0.3, 4), ("dora_only", 0.2, None), ("dora_rag", 0.5, 4)]]
-    assert topk_series(rows) == {("b", "base"): [(0, 0.1), (4, 0.3)], ("b", "dora"): [(0, 0.2), (4, 0.5)]}
+    grid = [("baseline", None, None, None, 0.1), ("rag_only", None, "docs", 4, 0.3), ("dora_only", "dora", None, None, 0.2),
+            ("dora_rag", "dora", "docs", 4, 0.5), ("dora_rag_k1", "dora", "docs", 1, 0.25), ("dora_rag_k8", "dora", "docs", 8, 0.4),
+            ("dora_rag_t07", "dora", "docs", 4, 0.9),  # same adapter, index and k, other settings: the first counts
+            ("rag_dense", None, "docs-dense", 4, 0.05), ("qlora_rag", "qlora", "docs", 4, 0.35)]  # no qlora_only: one point
+    rows = [{"benchmark": "b", "condition": c, "adapter": a, "index": i, "top_k": k, "pass@1": p, "n_tasks": 3}
+            for c, a, i, k, p in grid]
+    assert topk_series(rows) == {("b", "base / docs"): [(0, 0.1), (4, 0.3)], ("b", "base / docs-dense"): [(0, 0.1), (4, 0.05)],
+                                 ("b", "dora"): [(0, 0.2), (1, 0.25), (4, 0.5), (8, 0.4)]}
+
+
+def test_rows_carry_each_cells_adapter_and_index(tmp_path):
+    rows = analyse([_ablation(tmp_path, PASSES)], n_boot=100)["rows"]
+    # cells of an older ablation.json name neither: the six conditions' adapters are known, the index is not
+    assert {r["condition"]: (r["adapter"], r["index"]) for r in rows}["dora_rag"] == ("dora", "?")
+    assert sorted(topk_series(rows)) == [("bench", "base"), ("bench", "dora"), ("bench", "lora")]
 
 
 def test_table_escaping():

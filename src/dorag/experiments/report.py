@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def rebase(ablation: dict[str, Any], root: Path) -> dict[str, Any]:
     return ablation
 
 
+UNKNOWN = "?"
+# the six conditions' adapters, for an ablation.json written before cells recorded theirs
+_SIX_ADAPTERS = {"baseline": None, "rag_only": None, "lora_only": "lora", "lora_rag": "lora", "dora_only": "dora",
+                 "dora_rag": "dora"}
+
+
 def _per_task(summary: dict[str, Any]) -> dict[str, float]:
     return {t: v["correct"] / v["n"] if v["n"] else 0.0 for t, v in summary.get("per_task", {}).items()}
 
@@ -81,7 +88,9 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
             summary = read_json(cell["summary"])
             by_bench.setdefault(cell["benchmark"], {})[cell["condition"]] = {"cell": cell, "summary": summary}
             row = {"ablation": ab["name"], "benchmark": cell["benchmark"], "condition": cell["condition"],
-                   "n_tasks": summary["n_tasks"], "top_k": cell.get("top_k")}
+                   "n_tasks": summary["n_tasks"], "top_k": cell.get("top_k"),
+                   "index": cell.get("index") or (UNKNOWN if cell.get("top_k") else None),
+                   "adapter": cell["adapter"] if "adapter" in cell else _SIX_ADAPTERS.get(cell["condition"], UNKNOWN)}
             for key, entry in summary.items():
                 if key.startswith("pass@") and isinstance(entry, dict):
                     row[key] = entry["value"]
@@ -268,16 +277,29 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
 
 
 def topk_series(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    """(benchmark, adapter) -> [(k, pass@1)], pairing each RAG condition with its no-retrieval counterpart."""
-    adapter_of = {"baseline": "base", "rag_only": "base", "lora_only": "lora", "lora_rag": "lora",
-                  "dora_only": "dora", "dora_rag": "dora"}
-    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    """(benchmark, adapter) -> [(k, pass@1)]: each adapter's retrieval cells by top-k, with k = 0 taken from the
+    same adapter's cell without retrieval. Retrieval from another index is its own series ("dora / docs-dense").
+    Where two cells share benchmark, adapter, index and k (a condition with other generation settings), the
+    first one in the grid's order counts."""
+    rag: dict[tuple[str, str, str], dict[int, float]] = {}
+    plain: dict[tuple[str, str], float] = {}
     for r in rows:
-        if "pass@1" not in r or r["condition"] not in adapter_of or r.get("n_tasks") is None:
+        if "pass@1" not in r or r.get("n_tasks") is None or r.get("adapter") == UNKNOWN:
             continue
-        k = r.get("top_k") or 0
-        series.setdefault((r["benchmark"], adapter_of[r["condition"]]), []).append((k, r["pass@1"]))
-    return {key: pts for key, pts in series.items() if len({k for k, _ in pts}) > 1}
+        adapter = r.get("adapter") or "base"
+        if r.get("index") and r.get("top_k"):
+            rag.setdefault((r["benchmark"], adapter, r["index"]), {}).setdefault(int(r["top_k"]), r["pass@1"])
+        elif not r.get("index"):
+            plain.setdefault((r["benchmark"], adapter), r["pass@1"])
+    n_indexes = Counter((bench, adapter) for bench, adapter, _ in rag)
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for (bench, adapter, index), points in rag.items():
+        pts = sorted(points.items())
+        if (bench, adapter) in plain:
+            pts = [(0, plain[(bench, adapter)]), *pts]
+        if len(pts) > 1:
+            series[(bench, adapter if n_indexes[(bench, adapter)] == 1 else f"{adapter} / {index}")] = pts
+    return series
 
 
 # ------------------------------------------------------------------ the report
