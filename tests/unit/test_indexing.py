@@ -31,3 +31,45 @@ def test_build_config_checks():
         from_dict(IndexBuildConfig, {})
     with pytest.raises(ConfigError, match="index.nprobe: must be at least 1"):
         from_dict(IndexBuildConfig, {"out": "x", "index": {"nprobe": 0}})
+
+
+def test_a_killed_dense_build_resumes_from_its_embedded_chunks(tmp_path, tiny_embedder_dir, monkeypatch):
+    import numpy as np
+
+    import dorag.retrieval.index as index_mod
+    from dorag.core.io import write_jsonl
+    from dorag.experiments.indexing import build
+    from dorag.retrieval.index import RetrievalIndex
+
+    corpus = tmp_path / "docs.jsonl"
+    write_jsonl(corpus, [{"id": f"d{i}", "text": f"def f{i}(x):\n    return x * {i} + {i % 3}"} for i in range(17)])
+    monkeypatch.setattr(index_mod, "RESUME_CHUNK", 5)  # 17 documents: 4 chunks
+    real, calls = index_mod.embed_shard, []
+
+    def embed_shard(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed while embedding the third chunk
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_mod, "embed_shard", embed_shard)
+    cfg = from_dict(IndexBuildConfig, {"out": str(tmp_path / "idx"), "corpus": str(corpus),
+                                       "index": {"method": "dense", "embedder": str(tiny_embedder_dir)}})
+    with pytest.raises(KeyboardInterrupt):
+        build(cfg)
+    work = tmp_path / "idx.embedding"
+    assert len(list(work.glob("shard-*.npy"))) == 2 and not (tmp_path / "idx").exists()
+
+    calls.clear()
+    messages = []
+    figures = build(cfg, progress=messages.append)
+    assert calls == [2, 3]  # only the chunks the killed run had not finished
+    assert "resuming the embedding: 2 of 4 chunks of 5 documents already done" in messages
+    assert not work.exists() and figures["n_docs"] == 17
+
+    monkeypatch.setattr(index_mod, "RESUME_CHUNK", 100)  # one shot, for comparison
+    whole = from_dict(IndexBuildConfig, {**cfg.__dict__, "out": str(tmp_path / "whole"), "index": cfg.index.__dict__})
+    build(whole)
+    a, b = RetrievalIndex.load(tmp_path / "idx"), RetrievalIndex.load(tmp_path / "whole")
+    assert np.allclose(a.dense.reconstruct_n(0, 17), b.dense.reconstruct_n(0, 17), atol=1e-5)  # same vectors
+    assert [h.id for h in a.search(["multiply x by 7"], k=5)[0]] == [h.id for h in b.search(["multiply x by 7"], k=5)[0]]

@@ -6,6 +6,7 @@ and the evaluation layer (benchmark problems) together; the CLI only parses flag
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,8 @@ def embedder_token_counter(name: str, max_seq_length: int | None) -> tuple[Calla
 def build(cfg: IndexBuildConfig, on_progress: Progress | None = None,
           progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run one `dorag index build` and return its figures (written to <out>/build.json too)."""
-    from dorag.retrieval.index import RetrievalIndex, build_index, dir_size_bytes, embed_shard, merge_shards
+    from dorag.retrieval.index import (RESUME_CHUNK, RetrievalIndex, build_index, dir_size_bytes, embed_resumable,
+                                      embed_shard, merge_shards)
 
     from dorag.retrieval.embedders import resolve_embedder
 
@@ -179,11 +181,20 @@ def build(cfg: IndexBuildConfig, on_progress: Progress | None = None,
         n = index.add(new, on_progress=on_progress) if new else 0
         index.save(out)
         return {"added": n, "n_docs": len(index), "wall_s": round(time.perf_counter() - t1, 2), "out": str(out)}
-    vectors = None
+    vectors = embedder = chunks = None
     if cfg.from_shards:
         vectors, _ = merge_shards(docs, cfg.resolved_shards_dir(), cfg.index)
-    index, timings = build_index(docs, cfg.index, vectors=vectors, on_progress=on_progress, progress=progress)
+    elif cfg.index.method != "bm25" and len(docs) > RESUME_CHUNK:  # long enough to be worth resuming
+        chunks = Path(f"{str(out).rstrip('/')}.embedding")
+        vectors, embedder, embed_s, embedded = embed_resumable(docs, cfg.index, chunks, on_progress=on_progress,
+                                                               progress=progress)
+    index, timings = build_index(docs, cfg.index, embedder=embedder, vectors=vectors, on_progress=on_progress,
+                                 progress=progress)
+    if chunks is not None:
+        timings.update(embed_s=embed_s, docs_per_s=embedded / embed_s if embed_s > 0 else 0.0)  # this run's share
     index.save(out)
+    if chunks is not None:
+        shutil.rmtree(chunks, ignore_errors=True)  # the index holds the vectors now
     figures = {"n_docs": len(docs), "method": cfg.index.method, "faiss": cfg.index.faiss if cfg.index.method != "bm25" else None,
                "embedder": (index.manifest.get("embedder") or {}).get("id"), "corpus_s": round(t_corpus, 2),
                **{k: round(v, 2) for k, v in timings.items()}, "build_s": round(time.perf_counter() - t0, 2),

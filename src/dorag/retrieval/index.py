@@ -621,6 +621,50 @@ def embed_shard(docs: Sequence[Document], cfg: IndexConfig, shards_dir: str | Pa
     return base.with_suffix(".npy")
 
 
+RESUME_CHUNK = 2048  # documents per saved chunk of a plain build's embedding (what a killed build keeps)
+
+
+def embed_resumable(docs: Sequence[Document], cfg: IndexConfig, work_dir: str | Path, *, embedder: Embedder | None = None,
+                    on_progress: Callable[[int, int], None] | None = None,
+                    progress: Callable[[str], None] = lambda m: None) -> tuple[np.ndarray, Embedder, float, int]:
+    """Embed `docs` in chunks of RESUME_CHUNK documents, each saved atomically under `work_dir`, so a build
+    killed half-way embeds only the chunks it had not finished. Chunks from another corpus, embedder or
+    setting are discarded. Returns (vectors, the embedder, and the seconds spent and documents embedded in this
+    call)."""
+    validate_docs(docs)
+    n = max(1, math.ceil(len(docs) / RESUME_CHUNK))
+    work_dir = Path(work_dir)
+    stamp = {"corpus_sha256": corpus_hash(docs), "embedder": canonical_name(cfg.embedder), "num_chunks": n,
+             "normalize": cfg.normalize, "max_seq_length": cfg.max_seq_length, "dtype": cfg.dtype}
+    stamp_file = work_dir / "chunks.json"
+    if work_dir.exists() and (not stamp_file.is_file() or read_json(stamp_file) != stamp):
+        shutil.rmtree(work_dir)  # our own cache, written for another corpus or setting
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp_file, stamp)
+
+    def finished(i: int) -> bool:
+        base = work_dir / shard_name(i, n)
+        return base.with_suffix(".npy").is_file() and base.with_suffix(".json").is_file()
+
+    done = sum(finished(i) for i in range(n))
+    if done:
+        progress(f"resuming the embedding: {done} of {n} chunks of {RESUME_CHUNK} documents already done")
+    embedder = embedder or Embedder(cfg.embedder, max_seq_length=cfg.max_seq_length, dtype=cfg.dtype, progress=progress)
+    t0 = time.perf_counter()
+    embedded = 0
+    for i in range(n):
+        lo, hi = shard_range(len(docs), i, n)
+        if not finished(i):
+            step = (lambda d, _t, lo=lo: on_progress(lo + d, len(docs))) if on_progress else None
+            embed_shard(docs, cfg, work_dir, i, n, embedder=embedder, on_progress=step)
+            embedded += hi - lo
+        if on_progress:
+            on_progress(hi, len(docs))
+    seconds = time.perf_counter() - t0
+    vectors, _ = merge_shards(docs, work_dir, cfg)
+    return vectors, embedder, seconds, embedded
+
+
 def merge_shards(docs: Sequence[Document], shards_dir: str | Path, cfg: IndexConfig) -> tuple[np.ndarray, dict[str, Any]]:
     """Stack the shard embeddings in order, after checking they cover the corpus with one embedder."""
     shards_dir = Path(shards_dir)
