@@ -64,7 +64,7 @@ def test_a_killed_dense_build_resumes_from_its_embedded_chunks(tmp_path, tiny_em
     messages = []
     figures = build(cfg, progress=messages.append)
     assert calls == [2, 3]  # only the chunks the killed run had not finished
-    assert "resuming the embedding: 2 of 4 chunks of 5 documents already done" in messages
+    assert "resuming the embedding: 2 of 4 chunks already done (8 of 17 documents)" in messages
     assert not work.exists() and figures["n_docs"] == 17
 
     monkeypatch.setattr(index_mod, "RESUME_CHUNK", 100)  # one shot, for comparison

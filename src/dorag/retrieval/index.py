@@ -646,9 +646,10 @@ def embed_resumable(docs: Sequence[Document], cfg: IndexConfig, work_dir: str | 
         base = work_dir / shard_name(i, n)
         return base.with_suffix(".npy").is_file() and base.with_suffix(".json").is_file()
 
-    done = sum(finished(i) for i in range(n))
+    done = [i for i in range(n) if finished(i)]
     if done:
-        progress(f"resuming the embedding: {done} of {n} chunks of {RESUME_CHUNK} documents already done")
+        kept = sum(hi - lo for lo, hi in (shard_range(len(docs), i, n) for i in done))
+        progress(f"resuming the embedding: {len(done)} of {n} chunks already done ({kept:,} of {len(docs):,} documents)")
     embedder = embedder or Embedder(cfg.embedder, max_seq_length=cfg.max_seq_length, dtype=cfg.dtype, progress=progress)
     t0 = time.perf_counter()
     embedded = 0
