@@ -36,15 +36,15 @@ def test_build_config_checks():
 def test_a_killed_dense_build_resumes_from_its_embedded_chunks(tmp_path, tiny_embedder_dir, monkeypatch):
     import numpy as np
 
-    import dorag.retrieval.index as index_mod
+    import dorag.retrieval.shards as shards_mod
     from dorag.core.io import write_jsonl
     from dorag.experiments.indexing import build
     from dorag.retrieval.index import RetrievalIndex
 
     corpus = tmp_path / "docs.jsonl"
     write_jsonl(corpus, [{"id": f"d{i}", "text": f"def f{i}(x):\n    return x * {i} + {i % 3}"} for i in range(17)])
-    monkeypatch.setattr(index_mod, "RESUME_CHUNK", 5)  # 17 documents: 4 chunks
-    real, calls = index_mod.embed_shard, []
+    monkeypatch.setattr(shards_mod, "RESUME_CHUNK", 5)  # 17 documents: 4 chunks
+    real, calls = shards_mod.embed_shard, []
 
     def embed_shard(*args, **kwargs):
         calls.append(args[3])
@@ -52,7 +52,7 @@ def test_a_killed_dense_build_resumes_from_its_embedded_chunks(tmp_path, tiny_em
             raise KeyboardInterrupt  # killed while embedding the third chunk
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(index_mod, "embed_shard", embed_shard)
+    monkeypatch.setattr(shards_mod, "embed_shard", embed_shard)
     cfg = from_dict(IndexBuildConfig, {"out": str(tmp_path / "idx"), "corpus": str(corpus),
                                        "index": {"method": "dense", "embedder": str(tiny_embedder_dir)}})
     with pytest.raises(KeyboardInterrupt):
@@ -67,7 +67,7 @@ def test_a_killed_dense_build_resumes_from_its_embedded_chunks(tmp_path, tiny_em
     assert "resuming the embedding: 2 of 4 chunks already done (8 of 17 documents)" in messages
     assert not work.exists() and figures["n_docs"] == 17
 
-    monkeypatch.setattr(index_mod, "RESUME_CHUNK", 100)  # one shot, for comparison
+    monkeypatch.setattr(shards_mod, "RESUME_CHUNK", 100)  # one shot, for comparison
     whole = from_dict(IndexBuildConfig, {**cfg.__dict__, "out": str(tmp_path / "whole"), "index": cfg.index.__dict__})
     build(whole)
     a, b = RetrievalIndex.load(tmp_path / "idx"), RetrievalIndex.load(tmp_path / "whole")

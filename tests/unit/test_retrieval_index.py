@@ -11,8 +11,8 @@ import pytest
 
 from dorag.core.errors import ConfigError, DataError
 from dorag.core.io import write_jsonl
-from dorag.retrieval.index import (IndexConfig, RetrievalIndex, build_index, code_tokens, embed_shard,
-                                   merge_shards, read_corpus, rrf_fuse)
+from dorag.retrieval.index import IndexConfig, RetrievalIndex, build_index, code_tokens, read_corpus, rrf_fuse
+from dorag.retrieval.shards import embed_shard, merge_shards
 
 
 @pytest.fixture()

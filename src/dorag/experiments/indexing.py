@@ -157,8 +157,8 @@ def embedder_token_counter(name: str, max_seq_length: int | None) -> tuple[Calla
 def build(cfg: IndexBuildConfig, on_progress: Progress | None = None,
           progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run one `dorag index build` and return its figures (written to <out>/build.json too)."""
-    from dorag.retrieval.index import (RESUME_CHUNK, RetrievalIndex, build_index, dir_size_bytes, embed_resumable,
-                                      embed_shard, merge_shards)
+    from dorag.retrieval.index import RetrievalIndex, build_index, dir_size_bytes
+    from dorag.retrieval.shards import RESUME_CHUNK, embed_resumable, embed_shard, merge_shards
 
     from dorag.retrieval.embedders import resolve_embedder
 
