@@ -80,6 +80,28 @@ def test_report_files(tmp_path):
     pytest.importorskip("matplotlib")
     assert (tmp_path / "rep" / "conditions.svg").stat().st_size > 1000 and (tmp_path / "rep" / "topk.png").is_file()
     assert str(tmp_path / "rep" / "report.md") == result["report"]
+    tasks = list(csv.reader((tmp_path / "rep" / "tasks.csv").open()))
+    assert tasks[0] == ["benchmark", "task_id", *CONDS] and len(tasks) == 1 + 20
+    assert [r[1] for r in tasks[1:4]] == ["T/0", "T/1", "T/2"] and tasks[11][1] == "T/10"  # natural order
+    # T/13 passes only with dora_rag (passes: range(14) vs range(8) for lora_rag)
+    assert tasks[14][1:] == ["T/13", "FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "PASS"]
+
+
+def test_task_table_reads_statuses_and_sampled_counts(tmp_path):
+    from dorag.core.io import write_jsonl
+    from dorag.experiments.report import task_table
+
+    ab = _ablation(tmp_path, PASSES, n=3)
+    results = tmp_path / "results.jsonl"
+    write_jsonl(results, [{"task_id": "T/0", "passed": True, "status": "PASS"},
+                          {"task_id": "T/1", "passed": False, "status": "TIMEOUT"},
+                          {"task_id": "T/2", "passed": False, "status": "SYNTAX_ERROR"}])
+    ab["cells"][0]["results"] = str(results)
+    sampled = read_json(ab["cells"][1]["summary"])
+    sampled["per_task"]["T/1"] = {"n": 10, "correct": 4}
+    write_json(ab["cells"][1]["summary"], sampled)
+    header, body = task_table([ab])
+    assert body[1][:4] == ["bench", "T/1", "TIMEOUT", "4/10"] and body[2][2] == "SYNTAX_ERROR"
 
 
 def test_topk_series_pairs_each_rag_condition_with_its_adapter():

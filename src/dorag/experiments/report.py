@@ -13,13 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dorag.core.errors import DataError
-from dorag.core.io import read_json, write_json, write_text_atomic
+from dorag.core.io import read_json, read_jsonl, write_json, write_text_atomic
 from dorag.experiments.stats import compare, holm
 
 SINGLE = ("lora_only", "dora_only", "rag_only")
@@ -302,6 +303,35 @@ def topk_series(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[
     return series
 
 
+def task_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per benchmark task, one column per condition: the status of its sample (PASS, FAIL,
+    RUNTIME_ERROR, ...), or correct/n where the cell sampled more than one. The discordant tasks behind
+    every paired test, to read side by side."""
+    columns: list[str] = []
+    outcome: dict[tuple[str, str], dict[str, str]] = {}
+    for ab in ablations:
+        for cell in ab["cells"]:
+            col = cell["condition"] if len(ablations) == 1 else f"{ab['name']}:{cell['condition']}"
+            if col not in columns:
+                columns.append(col)
+            status: dict[str, str] = {}
+            results = Path(cell.get("results") or "")
+            if results.is_file():
+                for row in read_jsonl(results):
+                    status.setdefault(row["task_id"], row.get("status") or ("PASS" if row.get("passed") else "FAIL"))
+            for task, v in read_json(cell["summary"]).get("per_task", {}).items():
+                n, correct = v.get("n", 1), v.get("correct", 0)
+                value = f"{correct}/{n}" if n > 1 else status.get(task) or ("PASS" if correct else "FAIL")
+                outcome.setdefault((cell["benchmark"], task), {})[col] = value
+    benches = list(dict.fromkeys(bench for bench, _ in outcome))
+
+    def natural(key: tuple[str, str]) -> tuple[int, list[Any]]:  # HumanEval/2 before HumanEval/10
+        return benches.index(key[0]), [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key[1])]
+
+    body = [[bench, task, *[outcome[(bench, task)].get(c, "") for c in columns]] for bench, task in sorted(outcome, key=natural)]
+    return ["benchmark", "task_id", *columns], body
+
+
 # ------------------------------------------------------------------ the report
 
 def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_000, seed: int = 0,
@@ -329,6 +359,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     put("significance.tex", latex(*sig, caption="Paired tests: McNemar's exact test and a paired bootstrap, Holm-corrected per benchmark"))
     put("training.csv", to_csv(*train))
     put("retrieval.csv", to_csv(*retr))
+    put("tasks.csv", to_csv(*task_table(ablations)))
     figures = plots(result, out)
     files += figures
     name = title or ", ".join(a["name"] for a in ablations)
@@ -336,8 +367,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     if result["synergy"]:
         md += ["## Synergy", "", *[f"- {line}" for line in result["synergy"]], ""]
     md += ["## Significance", "", "A against B per task: McNemar's exact test on the discordant tasks and a paired "
-           "bootstrap (10,000 resamples) of the difference in pass@1; p-values Holm-corrected within each benchmark.", "",
-           markdown(*sig)]
+           f"bootstrap ({n_boot:,} resamples) of the difference in pass@1; p-values Holm-corrected within each benchmark. "
+           "Each task's outcome under each condition is in tasks.csv.", "", markdown(*sig)]
     if result["retrieval"]:
         md += ["## Retrieval", "", markdown(*retr)]
     if result["training"]:
