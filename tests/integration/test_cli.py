@@ -36,6 +36,24 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, args, message):
     assert (code, out, err) == (2, "", message + "\n")
 
 
+def test_a_file_in_the_way_of_an_output_directory_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    code, _, err = run(capsys, "benchmarks", "export", "humaneval", "--out", str(blocker / "he.jsonl"))
+    assert (code, err) == (1, f"error: {blocker} exists and is not a directory; give another path or move that file\n")
+    code, _, err = run(capsys, "benchmarks", "export", "humaneval", "--out", str(tmp_path))  # a directory for a file
+    assert (code, err) == (1, f"error: {tmp_path} is a directory; give a file path\n")
+    assert blocker.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no temp left
+
+
+def test_an_empty_samples_file_is_an_error(capsys, tmp_path):
+    empty = tmp_path / "samples.jsonl"
+    empty.write_text("")
+    code, _, err = run(capsys, "evaluate", str(empty))
+    assert (code, err.splitlines()[-1]) == (1, f"error: {empty}: no samples in the file; write them with dorag generate")
+    assert not (tmp_path / "samples_summary.json").exists()
+
+
 def test_malformed_yaml_is_one_line_with_its_position(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  max_steps: 2\n    lr: 1\n")

@@ -60,6 +60,41 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # deprecations aimed at library authors
 
 
+def os_error(exc: OSError) -> str:
+    """One line for a failed file operation: which path, what is wrong, and the fix."""
+    import errno
+
+    path = _user_path(str(exc.filename2 or exc.filename or ""))
+    fixes = {
+        errno.EEXIST: f"{path} exists and is not a directory; give another path or move that file",
+        errno.ENOTDIR: f"{path}: this path or a parent of it is a file, not a directory; give another path",
+        errno.EISDIR: f"{path} is a directory; give a file path",
+        errno.EACCES: f"{path}: permission denied; give a path you can write to",
+        errno.EPERM: f"{path}: operation not permitted; give a path you can write to",
+        errno.ENOSPC: f"no space left on the device{' writing ' + path if path else ''}; free some space and re-run "
+                      "(finished work is kept)",
+        errno.ENOENT: f"{path}: no such file or directory",
+        errno.EROFS: f"{path}: read-only file system; give a writable path",
+    }
+    if exc.errno in fixes and (path or exc.errno == errno.ENOSPC):
+        return fixes[exc.errno]
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first} (re-run with --debug for the traceback)"
+
+
+def _user_path(path: str) -> str:
+    """The path the user gave, not the temporary one an atomic write was using (``.name.XXXX.tmp``,
+    ``name.tmp``) when it failed."""
+    if not path:
+        return path
+    head, name = os.path.split(path)
+    if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+        name = name[1:].rsplit(".", 2)[0]
+    elif name.endswith(".tmp"):
+        name = name[: -len(".tmp")]
+    return os.path.join(head, name)
+
+
 def _click_errors() -> tuple[type[Exception], ...]:
     """click's ClickException, and the copy of it that newer typer releases vendor as ``typer._click``."""
     import click
@@ -103,6 +138,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the user can fix (a file where a directory goes, permissions, disk full)
+        if debug:
+            traceback.print_exc()
+        print(f"error: {os_error(exc)}", file=sys.stderr)
+        return 1
     except DoragError as exc:
         if debug:
             traceback.print_exc()

@@ -69,6 +69,8 @@ def load_samples(path: str | Path, problems: Sequence[Problem]) -> list[dict[str
                             "pass the matching --benchmark or --problems")
         out.append({"task_id": rec["task_id"], "completion": rec["completion"], "sample_idx": seen[rec["task_id"]]})
         seen[rec["task_id"]] += 1
+    if not out:  # some tasks missing is a warning later; none at all is a wrong file
+        raise DataError(f"{path}: no samples in the file; write them with dorag generate")
     return out
 
 
