@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,32 @@ def test_appender_appends_after_repair(tmp_path: Path):
     with JsonlAppender(p) as out:
         out.write_many([{"a": 2}, {"a": 3}])
     assert [json.loads(x)["a"] for x in p.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_exclusive_stops_a_second_writer_and_frees_the_directory_after(tmp_path):
+    import multiprocessing
+
+    from dorag.core.io import exclusive
+
+    ctx = multiprocessing.get_context("fork")
+    holding, release = ctx.Event(), ctx.Event()
+
+    def hold() -> None:
+        with exclusive(tmp_path, "dorag ablate"):
+            holding.set()
+            release.wait(30)
+
+    other = ctx.Process(target=hold)
+    other.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(DataError, match=rf"^{tmp_path}: another dorag ablate is writing here \(pid {other.pid}\); "
+                                            "wait for it to finish, or give another output directory$"):
+            with exclusive(tmp_path, "dorag ablate"):
+                pass
+    finally:
+        release.set()
+        other.join(30)
+    with exclusive(tmp_path, "dorag ablate"):  # free once the holder is gone
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+    assert (tmp_path / ".lock").read_text() == ""

@@ -17,7 +17,7 @@ from typing import Any
 
 from dorag.core.config import to_dict
 from dorag.core.errors import DataError
-from dorag.core.io import read_json, write_json
+from dorag.core.io import exclusive, read_json, write_json
 from dorag.core.runs import RunDir, git_sha
 from dorag.experiments.ablate import AblateConfig, Plan, Unit, config_hash, plan
 from dorag.tracking import flatten, open_tracker
@@ -83,7 +83,11 @@ def run_ablation(cfg: AblateConfig, say: Say = lambda m: None, bar: Bar = _no_ba
     out = Path(cfg.out)
     cells = [c for c in p.cells if only is None or c.condition in only]
     _check_benchmarks([c for c in cells if not c.done()])  # a bad benchmark file fails now, not after training
-    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, "dorag ablate"):
+        return _run(cfg, p, out, cells, say, bar)
+
+
+def _run(cfg: AblateConfig, p: Plan, out: Path, cells: list[Unit], say: Say, bar: Bar) -> dict[str, Any]:
     adapters = [u for n, u in p.adapters.items() if any(c.adapter == n for c in cells)]
     indexes = [u for n, u in p.indexes.items() if any(c.index == n for c in cells)]
     data = p.data if p.data and any(u.config is not None for u in adapters) else None
