@@ -111,3 +111,21 @@ def test_resolve_rules(tmp_path):
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     assert registry.resolve(str(gguf)) == (str(tmp_path), "m.gguf")
+
+
+def test_an_uncached_hub_model_offline_fails_before_any_work(monkeypatch, tmp_path):
+    from dorag.models import loading
+
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setattr(loading, "_cached_on_hub", lambda repo_id: False)
+    with pytest.raises(ModelError, match=r"^could not load model 'org/coder' from the Hugging Face Hub, which is "
+                                         r"unreachable \(offline\?\), nor the local HF cache: .*; use a registered model"):
+        loading.check_available("org/coder")
+    monkeypatch.setattr(loading, "_cached_on_hub", lambda repo_id: True)
+    loading.check_available("org/coder")  # cached: loads offline later
+    monkeypatch.setattr(loading, "_cached_on_hub", lambda repo_id: False)
+    monkeypatch.setattr(loading, "hub_reachable", lambda timeout_s=3.0: True)
+    loading.check_available("org/coder")  # online: downloads later
+    loading.check_available("qwen2.5-coder-0.5b-instruct", cache_dir=str(tmp_path))  # registered: pulled when needed
+    with pytest.raises(ModelError, match="does not exist"):
+        loading.check_available(str(tmp_path / "nope"))

@@ -82,7 +82,12 @@ def run_ablation(cfg: AblateConfig, say: Say = lambda m: None, bar: Bar = _no_ba
     p = plan(cfg)
     out = Path(cfg.out)
     cells = [c for c in p.cells if only is None or c.condition in only]
-    _check_benchmarks([c for c in cells if not c.done()])  # a bad benchmark file fails now, not after training
+    todo = [c for c in cells if not c.done()]
+    _check_benchmarks(todo)  # a bad benchmark file or an unreachable model fails now, not after training
+    if todo and cfg.model.backend != "openai":
+        from dorag.models.loading import check_available
+
+        check_available(cfg.model.name, cfg.model.cache_dir)
     with exclusive(out, "dorag ablate"):
         return _run(cfg, p, out, cells, say, bar)
 

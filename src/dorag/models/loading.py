@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +82,43 @@ def _cached_on_hub(repo_id: str) -> bool:
         return False
 
 
+def hub_options(name: str, location: str) -> dict[str, Any]:
+    """``local_files_only`` for a hub id that is cached or whose Hub is unreachable, so that offline a
+    load fails (or succeeds from the cache) at once instead of after transformers' minute of retries."""
+    if location == name and not Path(location).exists():
+        return {"local_files_only": _cached_on_hub(location) or not hub_reachable()}
+    return {}
+
+
+@contextlib.contextmanager
+def load_errors(name: str, location: str, options: dict[str, Any]) -> Iterator[None]:
+    """A model or tokenizer that cannot be read becomes one ModelError saying where it was looked for."""
+    try:
+        yield
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if location != name:
+            where = location
+        elif options.get("local_files_only") and not hub_reachable():
+            where = "the Hugging Face Hub, which is unreachable (offline?), nor the local HF cache"
+        else:
+            where = "the Hugging Face Hub"
+        raise ModelError(f"could not load model {name!r} from {where}: {first}; "
+                         "use a registered model (dorag models list) or a local checkpoint path") from exc
+
+
+def check_available(name: str, cache_dir: str | None = None) -> None:
+    """Fail now, with the load's own message, when a hub model is neither cached nor downloadable; a
+    registered name or a local path is checked by ``registry.resolve``."""
+    if name.lower() in registry.MODELS:
+        return  # pulled from its PyPI packages when first needed
+    location, _ = registry.resolve(name, cache_dir)
+    options = hub_options(name, location)
+    if options.get("local_files_only") and not _cached_on_hub(location):
+        with load_errors(name, location, options):
+            raise OSError(f"{location} is not in the local Hugging Face cache")
+
+
 def load_transformers(cfg: ModelConfig, progress: Callable[[str], None] = lambda m: None) -> tuple[Any, Any]:
     """Load (model, tokenizer) in eval mode. Registered names are pulled first if needed."""
     torch = require("torch", extra="models")
@@ -90,25 +128,12 @@ def load_transformers(cfg: ModelConfig, progress: Callable[[str], None] = lambda
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-    if location == cfg.name and not Path(location).exists():  # a hub id
-        extra["local_files_only"] = _cached_on_hub(location) or not hub_reachable()
-    try:
+    extra.update(hub_options(cfg.name, location))
+    with load_errors(cfg.name, location, extra):
         tok = transformers.AutoTokenizer.from_pretrained(location, **extra)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             location, dtype=_torch_dtype(torch, cfg.dtype, device), **extra
         )
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if location != cfg.name:
-            where = location
-        elif extra.get("local_files_only") and not hub_reachable():
-            where = "the Hugging Face Hub, which is unreachable (offline?), nor the local HF cache"
-        else:
-            where = "the Hugging Face Hub"
-        raise ModelError(
-            f"could not load model {cfg.name!r} from {where}: {first}; "
-            "use a registered model (dorag models list) or a local checkpoint path"
-        ) from exc
     model.to(device).eval()
     tok.padding_side = "left"
     return model, tok

@@ -68,10 +68,13 @@ def load_base_for_training(cfg: TrainConfig) -> tuple[Any, Any]:
     torch = require("torch", extra="models")
     transformers = require("transformers", extra="models")
     from dorag.models import registry
+    from dorag.models.loading import hub_options, load_errors
 
     location, gguf = registry.resolve(cfg.model.name, cfg.model.cache_dir)
     extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    tok = transformers.AutoTokenizer.from_pretrained(location, **extra)
+    extra.update(hub_options(cfg.model.name, location))
+    with load_errors(cfg.model.name, location, extra):
+        tok = transformers.AutoTokenizer.from_pretrained(location, **extra)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if cfg.peft.method == "qlora":
@@ -85,7 +88,8 @@ def load_base_for_training(cfg: TrainConfig) -> tuple[Any, Any]:
         prec = _precision(cfg.training.precision, torch)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float32}[prec]  # fp16: AMP over fp32
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
+        with load_errors(cfg.model.name, location, extra):
+            model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
     except (ValueError, RuntimeError, ImportError) as exc:
         if cfg.peft.method == "qlora":
             raise ModelError(f"4-bit QLoRA could not load on this machine ({str(exc).splitlines()[0]}); "
