@@ -23,8 +23,9 @@ import argparse
 import ast
 import json
 import sys
-import time
 from collections import Counter
+
+from timing import best_of
 
 from dorag.data.ast_extract import STDLIB_EXCLUDE, dedupe_key, extract_stdlib, iter_python_files, stdlib_root
 from dorag.data.sft_data import pairs_from_functions
@@ -56,14 +57,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=2, help="best of this many timings for each side")
     args = ap.parse_args()
-    timings = {}
-    for name, fn in (("dorag", dorag_pairs), ("plain", plain_pairs)):
-        best = float("inf")
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            result = fn()
-            best = min(best, time.perf_counter() - t0)
-        timings[name] = (best, result)
+    timings = {name: best_of(fn, args.repeat) for name, fn in (("dorag", dorag_pairs), ("plain", plain_pairs))}
     (t_dorag, (ours, dropped)), (t_plain, plain) = timings["dorag"], timings["plain"]
 
     doc_keys = Counter(dedupe_key(p["docstring"]) for p in plain)

@@ -24,8 +24,9 @@ import argparse
 import json
 import sqlite3
 import sys
-import time
 from collections import Counter
+
+from timing import best_of
 
 from dorag.evaluation.benchmarks import load_problems
 from dorag.evaluation.sql import Status, execute_readonly, has_order_by, normalize_sql, results_match, score_sql
@@ -94,14 +95,7 @@ def main() -> int:
     def theirs() -> list[bool]:
         return [plain(sql, p["test"], p["db_path"]) for _, p, sql in preds]
 
-    timings = {}
-    for name, fn in (("dorag", ours), ("plain", theirs), ("dorag_ex_em", full)):
-        best = float("inf")
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            verdicts = fn()
-            best = min(best, time.perf_counter() - t0)
-        timings[name] = (best, verdicts)
+    timings = {name: best_of(fn, args.repeat) for name, fn in (("dorag", ours), ("plain", theirs), ("dorag_ex_em", full))}
     (t_ours, v_ours), (t_plain, v_plain), (t_full, v_full) = timings["dorag"], timings["plain"], timings["dorag_ex_em"]
     kinds = sorted({k for k, _, _ in preds})
     by_kind = {k: {"n": sum(1 for kk, _, _ in preds if kk == k),

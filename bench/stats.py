@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from timing import best_of
 
 from dorag.core.io import read_json
 from dorag.experiments.report import _per_task, comparisons
@@ -82,14 +83,7 @@ def main() -> int:
     def theirs(seed: int = 0) -> list:
         return [reference(*paired_outcomes(data[bench][a], data[bench][b])[1:], args.n_boot, seed) for bench, a, b in pairs]
 
-    timings = {}
-    for name, fn in (("dorag", ours), ("scipy", theirs)):
-        best = float("inf")
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            result = fn()
-            best = min(best, time.perf_counter() - t0)
-        timings[name] = (best, result)
+    timings = {name: best_of(fn, args.repeat) for name, fn in (("dorag", ours), ("scipy", theirs))}
     (t_ours, rows), (t_ref, refs) = timings["dorag"], timings["scipy"]
     p_gap = max(abs(r.mcnemar_p - p) for r, (p, _, _) in zip(rows, refs))
 
