@@ -130,7 +130,7 @@ class AblateConfig:
             if b.index is not None and b.index not in self.indexes:
                 problems.append(f"benchmarks.{bname}.index: {b.index!r} is not under indexes ({', '.join(self.indexes)})")
             for cname, c in self.conditions.items():
-                if c.rag and c.index is None and b.index is None and (not c.benchmarks or bname in c.benchmarks):
+                if c.rag and c.index is None and b.index is None and _runs_on(c, bname):
                     problems.append(f"benchmarks.{bname}.index: condition {cname} retrieves; name an index")
         if not self.conditions or not self.benchmarks:
             problems.append("conditions/benchmarks: the grid needs at least one of each")

@@ -36,15 +36,20 @@ def shard_name(shard_id: int, num_shards: int) -> str:
 
 
 def embed_shard(docs: Sequence[Document], cfg: IndexConfig, shards_dir: str | Path, shard_id: int, num_shards: int,
-                embedder: Embedder | None = None, on_progress: Callable[[int, int], None] | None = None) -> Path:
+                embedder: Embedder | None = None, on_progress: Callable[[int, int], None] | None = None,
+                corpus_sha: str | None = None) -> Path:
     """Embed one contiguous slice of the corpus into `<shards_dir>/shard-i-of-n.npy` (+ .json), atomically.
-    Every shard records the corpus hash and embedder, so a merge refuses mismatched shards."""
-    validate_docs(docs)
+    Every shard records the corpus hash and embedder, so a merge refuses mismatched shards. A caller that
+    embeds many slices passes the corpus's hash (`corpus_sha`, the docs already validated), so that the
+    whole corpus is not hashed again for every slice."""
+    if corpus_sha is None:
+        validate_docs(docs)
+        corpus_sha = corpus_hash(docs)
     lo, hi = shard_range(len(docs), shard_id, num_shards)
     base = Path(shards_dir) / shard_name(shard_id, num_shards)
     if base.with_suffix(".json").is_file() and base.with_suffix(".npy").is_file():
         info = read_json(base.with_suffix(".json"))
-        if info.get("corpus_sha256") == corpus_hash(docs) and info["embedder"]["id"] == canonical_name(cfg.embedder):
+        if info.get("corpus_sha256") == corpus_sha and info["embedder"]["id"] == canonical_name(cfg.embedder):
             log.info("shard %d of %d already embedded: %s", shard_id, num_shards, base)
             return base.with_suffix(".npy")  # re-running a shard job is a no-op (resume)
     embedder = embedder or Embedder(cfg.embedder, max_seq_length=cfg.max_seq_length, dtype=cfg.dtype)
@@ -57,7 +62,7 @@ def embed_shard(docs: Sequence[Document], cfg: IndexConfig, shards_dir: str | Pa
         np.save(fh, vecs)
     os.replace(tmp, base.with_suffix(".npy"))
     write_json(base.with_suffix(".json"), {"shard_id": shard_id, "num_shards": num_shards, "start": lo, "end": hi,
-                                           "corpus_sha256": corpus_hash(docs), "n_docs": len(docs),
+                                           "corpus_sha256": corpus_sha, "n_docs": len(docs),
                                            "embedder": embedder.describe(), "normalize": cfg.normalize})
     return base.with_suffix(".npy")
 
@@ -73,9 +78,10 @@ def embed_resumable(docs: Sequence[Document], cfg: IndexConfig, work_dir: str | 
     setting are discarded. Returns (vectors, the embedder, and the seconds spent and documents embedded in this
     call)."""
     validate_docs(docs)
+    sha = corpus_hash(docs)  # once: hashing the corpus per chunk would make a large build quadratic
     n = max(1, math.ceil(len(docs) / RESUME_CHUNK))
     work_dir = Path(work_dir)
-    stamp = {"corpus_sha256": corpus_hash(docs), "embedder": canonical_name(cfg.embedder), "num_chunks": n,
+    stamp = {"corpus_sha256": sha, "embedder": canonical_name(cfg.embedder), "num_chunks": n,
              "normalize": cfg.normalize, "max_seq_length": cfg.max_seq_length, "dtype": cfg.dtype}
     stamp_file = work_dir / "chunks.json"
     if work_dir.exists() and (not stamp_file.is_file() or read_json(stamp_file) != stamp):
@@ -98,16 +104,17 @@ def embed_resumable(docs: Sequence[Document], cfg: IndexConfig, work_dir: str | 
         lo, hi = shard_range(len(docs), i, n)
         if not finished(i):
             step = (lambda d, _t, lo=lo: on_progress(lo + d, len(docs))) if on_progress else None
-            embed_shard(docs, cfg, work_dir, i, n, embedder=embedder, on_progress=step)
+            embed_shard(docs, cfg, work_dir, i, n, embedder=embedder, on_progress=step, corpus_sha=sha)
             embedded += hi - lo
         if on_progress:
             on_progress(hi, len(docs))
     seconds = time.perf_counter() - t0
-    vectors, _ = merge_shards(docs, work_dir, cfg)
+    vectors, _ = merge_shards(docs, work_dir, cfg, corpus_sha=sha)
     return vectors, embedder, seconds, embedded
 
 
-def merge_shards(docs: Sequence[Document], shards_dir: str | Path, cfg: IndexConfig) -> tuple[np.ndarray, dict[str, Any]]:
+def merge_shards(docs: Sequence[Document], shards_dir: str | Path, cfg: IndexConfig,
+                 corpus_sha: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Stack the shard embeddings in order, after checking they cover the corpus with one embedder."""
     shards_dir = Path(shards_dir)
     metas = sorted(shards_dir.glob("shard-*-of-*.json"))
@@ -119,7 +126,7 @@ def merge_shards(docs: Sequence[Document], shards_dir: str | Path, cfg: IndexCon
     missing = sorted(set(range(num)) - have)
     if missing:
         raise DataError(f"{shards_dir}: shards {missing[:10]} of {num} are missing; embed them before merging")
-    sha = corpus_hash(docs)
+    sha = corpus_sha or corpus_hash(docs)
     if any(i["corpus_sha256"] != sha for i in infos):
         raise DataError(f"{shards_dir}: shards were embedded from a different corpus; re-embed them")
     emb = infos[0]["embedder"]
