@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -138,6 +139,22 @@ def test_a_malformed_benchmark_file_fails_before_any_training(capsys, tmp_path, 
     code, _, err = run(capsys, "ablate", grid, f"benchmarks.he3.problems={bad}")
     assert code == 1 and err.startswith(f"error: {bad}:1: problem is missing field(s)") and "Traceback" not in err
     assert not (tmp_path / "abl").exists()  # nothing trained, built or written
+
+
+def test_a_sampled_condition_reports_pass_at_10(capsys, tmp_path, grid):
+    cfg = yaml.safe_load(grid.read_text())
+    cfg["evaluate"] = {"ks": [1, 10]}
+    cfg["conditions"] = {"baseline": {}, "sampled": {"set": {"generation": {"n": 10, "temperature": 0.8}}}}
+    grid.write_text(yaml.safe_dump(cfg))
+    code, _, err = run(capsys, "ablate", grid)
+    assert code == 0, err
+    rows = {r["condition"]: r for r in csv.DictReader((tmp_path / "abl" / "report" / "results.csv").open())}
+    assert rows["baseline"]["pass@10"] == ""  # greedy: one sample per task, no pass@10
+    assert 0.0 <= float(rows["sampled"]["pass@10"]) <= 1.0 and rows["sampled"]["pass@10 95% CI"].startswith("[")
+    sampled = next(c for c in read_json(tmp_path / "abl" / "ablation.json")["cells"] if c["condition"] == "sampled")
+    assert len(read_jsonl(sampled["samples"])) == 3 * 10
+    tasks = list(csv.reader((tmp_path / "abl" / "report" / "tasks.csv").open()))
+    assert all(row[3].endswith("/10") for row in tasks[1:])  # correct/n for the sampled cell
 
 
 def test_mlflow_tracking_is_readable_with_the_client(capsys, tmp_path, grid):
