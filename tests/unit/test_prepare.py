@@ -36,8 +36,10 @@ def test_prepare_code_pairs_drops_benchmark_overlap_and_splits(tmp_path):
     assert rep.n_train + rep.n_eval == 30 and rep.n_eval > 0
     assert not {e["id"] for e in train} & {e["id"] for e in held}
     ex = train[0]
-    assert ex["messages"][0]["role"] == "user" and '"""Scale every value' in ex["messages"][0]["content"]
-    assert ex["messages"][1]["content"].startswith("```python\ndef helper_")
+    # problem form: the benchmark-format stub, and the complete function as the target
+    assert ex["problem"]["prompt"].startswith("def helper_") and '"""Scale every value' in ex["problem"]["prompt"]
+    assert ex["target"].startswith(ex["problem"]["prompt"]) and "return [v * k" in ex["target"]
+    assert "return [v * k" not in ex["problem"]["prompt"]
     report = json.loads((tmp_path / "d" / "code.report.json").read_text())
     assert report["n_train"] == rep.n_train
     again = prepare(cfg)  # the split is a hash of ids: stable across runs
@@ -66,23 +68,13 @@ def test_decontaminator_ngram_and_short_exact():
     assert d.contaminated("Short  ONE") and not d.contaminated("short two")
 
 
-def test_retrieval_aware_examples_get_context_but_not_their_own_answer():
-    from dorag.data.sft_data import make_example, with_retrieved_context
-
-    ex = make_example("1", "code", "Implement add.", "def add(a, b):\n    return a + b\n")
-    docs = ["def add(a, b):\n    return a + b", "def sub(a, b):\n    return a - b", "import operator"]
-    calls = []
-
-    def retrieve(query, k):
-        calls.append((query, k))
-        return docs[:k]
-
-    out = with_retrieved_context([ex], retrieve, k=2)[0]
-    user = out["messages"][0]["content"]
-    assert calls == [("Implement add.", 3)]
-    assert user.startswith("Relevant code and documentation:\ndef sub(a, b)") and user.endswith("Implement add.")
-    assert "return a + b" not in user  # the target itself is never given as context
-    assert out["meta"]["n_context"] == 2 and out["messages"][1] == ex["messages"][1]
+def test_code_legacy_keeps_the_old_instruction_format(tmp_path):
+    pkg = _write_pkg(tmp_path, n=3)
+    rep = prepare(from_dict(PrepareConfig, {"task": "code-legacy", "sources": [str(pkg)],
+                                            "out": str(tmp_path / "old.jsonl"), "eval_fraction": 0.0}))
+    ex = read_jsonl(rep.train)[0]
+    assert ex["messages"][0]["content"].startswith("Implement the following Python function.")
+    assert ex["messages"][1]["content"].startswith("```python\ndef helper_")
 
 
 def test_mbpp_train_split_becomes_code_pairs(tmp_path):
@@ -96,8 +88,8 @@ def test_mbpp_train_split_becomes_code_pairs(tmp_path):
                                             "eval_fraction": 0.0}))
     rows = read_jsonl(rep.train)
     assert [r["id"] for r in rows] == ["mbpp:Mbpp/601"]  # the test-split task 11 is not training data
-    assert "assert add(1, 2) == 3" in rows[0]["messages"][0]["content"]
-    assert rows[0]["messages"][1]["content"] == "```python\ndef add(a, b):\n  return a + b\n```"
+    assert "assert add(1, 2) == 3" in rows[0]["problem"]["prompt"]
+    assert rows[0]["target"] == "def add(a, b):\n  return a + b\n"
 
 
 def test_unknown_source_and_missing_adapter_are_clear():

@@ -88,3 +88,33 @@ def with_context_comment(text: str, context: str | None) -> str:
 
 def stops_for(style: Literal["chat", "completion"]) -> tuple[str, ...]:
     return CHAT_STOPS if style == "chat" else COMPLETION_STOPS
+
+
+def answer_text(problem: dict[str, Any], target: str, cfg: PromptConfig, style: Literal["chat", "completion"]) -> str:
+    """What the model should write after `build_prompt(problem, ...)` for the complete solution `target`.
+
+    Chat: the assistant pre-fill, the code and the closing fence that `CHAT_STOPS` stops at (the chat template
+    adds its end-of-turn after it). Completion: the body that continues the raw prompt, so `target` must start
+    with the problem's prompt. Training renders its targets with this function and inference stops at the
+    same place, so an adapter learns to end where the harness cuts.
+    """
+    if style == "completion":
+        if not target.startswith(problem["prompt"]):
+            raise ValueError(f"{problem.get('task_id', '?')}: for a completion-style prompt the target must start "
+                             "with the problem's prompt")
+        return target[len(problem["prompt"]):]
+    return f"{cfg.response_prefix}{target.rstrip()}{CHAT_STOPS[0]}"
+
+
+DOC_INSTRUCTION = "Write the docstring for the following Python function. Reply with the docstring text only."
+DOC_STYLE_HINT = {
+    "google": "Use Google style: a one-line summary, then Args:, Returns: and Raises: sections as needed.",
+    "numpy": "Use NumPy style: a one-line summary, then Parameters and Returns sections underlined with dashes.",
+}
+
+
+def docstring_prompt(code: str, style: str | None = None) -> Prompt:
+    """The docstring task's own prompt, for its training pairs and for `dorag docstring` alike: the
+    instruction, the style hint (google or numpy; none for a plain docstring) and the undocumented code."""
+    hint = f" {DOC_STYLE_HINT[style]}" if style in DOC_STYLE_HINT else ""
+    return Prompt(messages=(("user", f"{DOC_INSTRUCTION}{hint}\n```python\n{code}```"),))

@@ -1,28 +1,36 @@
 """Supervised fine-tuning examples: loading instruction sets, building docstring<->code pairs, splitting.
 
-On disk an example is one JSONL line in the chat format that `dorag train` reads:
-``{"id", "task", "messages": [{"role": "user", ...}, {"role": "assistant", ...}], "meta": {...}}``.
-Instruction sets in their own formats are converted on load: CodeAlpaca (``instruction, input, output``),
-Magicoder-Evol-Instruct (``instruction, response``), and ``prompt, completion`` pairs.
+On disk an example is one JSONL line that `dorag train` reads, in one of two forms:
+
+- **problem form**, for code generation: ``{"id", "task": "code", "problem": {HumanEval fields: task_id,
+  prompt, entry_point, ...}, "target": complete solution code, "docs"?: [retrieved documents], "meta"}``.
+  It is rendered by the same functions that render an evaluation prompt (`data.prompts.build_prompt` and
+  `training.encoding.render_example`), so training and inference see the same prompt, token for token.
+- **messages**, for everything else: ``{"id", "task", "messages": [{"role": "user", ...}, {"role": "assistant",
+  ...}], "meta"}``. Instruction sets in their own formats are converted on load: CodeAlpaca (``instruction,
+  input, output``), Magicoder-Evol-Instruct (``instruction, response``), and ``prompt, completion`` pairs.
 """
 
 from __future__ import annotations
 
+import ast
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from dorag.core.errors import DataError
 from dorag.core.io import iter_jsonl_numbered
 from dorag.data.ast_extract import FunctionRecord, dedupe_key, is_useful_docstring
+from dorag.data.prompts import docstring_prompt
 
 Example = dict[str, Any]
 DocStyle = Literal["google", "numpy", "any"]
 
+# The pre-issue-19 recipe's instruction (task "code-legacy"): kept so that the old adapters can be rebuilt and
+# compared; it is not the evaluation prompt.
 CODE_INSTRUCTION = "Implement the following Python function. Reply with the complete function in a ```python block."
-DOC_INSTRUCTION = "Write the docstring for the following Python function. Reply with the docstring text only."
 
 
 def make_example(ex_id: str, task: str, user: str, assistant: str, meta: dict | None = None) -> Example:
@@ -44,8 +52,71 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line if line.strip() else line for line in text.splitlines())
 
 
-def code_from_docstring(rec: FunctionRecord) -> Example:
-    """Docstring + signature (with imports and class as context) -> the function's code."""
+def make_problem_example(ex_id: str, problem: dict[str, Any], target: str, docs: Sequence[dict] | None = None,
+                         meta: dict | None = None, source: str = "code") -> Example:
+    """A problem-form example: a benchmark-format problem, its complete solution and (optionally) documents."""
+    ex: Example = {"id": ex_id, "task": "code", "source": source, "problem": dict(problem), "target": target,
+                   "meta": meta or {}}
+    if docs:
+        ex["docs"] = [dict(d) for d in docs]
+    return ex
+
+
+def _docstring_block(doc: str, indent: str = "    ") -> str:
+    return f'{indent}"""{_indent(doc, indent).strip()}\n{indent}"""\n'
+
+
+def function_body(code: str) -> str | None:
+    """The statements of a function after its docstring, as written (None: no docstring, or nothing after it)."""
+    try:
+        node = ast.parse(code).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(node.body) < 2:
+        return None
+    first = node.body[0]
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+        return None
+    lines = code.splitlines(keepends=True)
+    return "".join(lines[node.body[1].lineno - 1:])
+
+
+def problem_from_record(rec: FunctionRecord, imports: Sequence[str] | None = None) -> tuple[dict[str, Any], str] | None:
+    """A HumanEval-format problem (imports, signature and docstring; a method under its class header) and the
+    complete solution (the problem's code followed by the function's own body), or None when the function has
+    no docstring or no body after it. `imports` default to the module's imports that the code uses."""
+    from dorag.data.corpus import used_imports
+
+    body = function_body(rec.code)
+    if body is None or not rec.docstring:
+        return None
+    imports = list(imports) if imports is not None else used_imports(rec.imports, rec.code + (rec.class_context or ""))
+    head = ("\n".join(imports) + "\n\n\n") if imports else ""
+    stub = f"{rec.signature}\n{_docstring_block(rec.docstring)}"
+    if rec.class_context:
+        cls = rec.class_context.rstrip() + "\n"
+        prompt = head + cls + _indent(stub) + "\n"
+        target = prompt + _indent(body.rstrip("\n")) + "\n"
+    else:
+        prompt = head + stub
+        target = prompt + body.rstrip("\n") + "\n"
+    problem = {"task_id": rec.id, "prompt": prompt, "entry_point": rec.name}
+    return problem, target
+
+
+def code_from_docstring(rec: FunctionRecord) -> Example | None:
+    """Docstring + signature (with imports and class as context) -> the function, in problem form: rendered
+    with the evaluation prompt."""
+    made = problem_from_record(rec)
+    if made is None:
+        return None
+    problem, target = made
+    return make_problem_example(f"code:{rec.id}", problem, target, meta={"source": rec.path, "qualname": rec.qualname},
+                                source="stdlib-docstring")
+
+
+def code_from_docstring_legacy(rec: FunctionRecord) -> Example:
+    """The pre-issue-19 recipe (task code-legacy): CODE_INSTRUCTION and a bare fence, not the evaluation prompt."""
     stub = f'{rec.signature}\n    """{_indent(rec.docstring or "").strip()}\n    """\n'
     user = f"{CODE_INSTRUCTION}\n```python\n{_context(rec)}{stub}```"
     return make_example(f"code:{rec.id}", "code", user, f"```python\n{rec.code}```",
@@ -53,10 +124,12 @@ def code_from_docstring(rec: FunctionRecord) -> Example:
 
 
 def docstring_from_code(rec: FunctionRecord) -> Example:
-    """The function without its docstring (with context) -> the docstring."""
-    user = f"{DOC_INSTRUCTION}\n```python\n{_context(rec)}{rec.code_without_docstring}```"
-    return make_example(f"doc:{rec.id}", "docstring", user, rec.docstring or "",
-                        {"source": rec.path, "qualname": rec.qualname})
+    """The function without its docstring (with context) -> the docstring, under the docstring task's own prompt
+    (`data.prompts.docstring_prompt`, as `dorag docstring` asks it), with the style hint of the target's style."""
+    style = docstring_style(rec.docstring or "")
+    prompt = docstring_prompt(f"{_context(rec)}{rec.code_without_docstring}", style)
+    return make_example(f"doc:{rec.id}", "docstring", prompt.messages[-1][1], rec.docstring or "",
+                        {"source": rec.path, "qualname": rec.qualname, "style": style})
 
 
 _GOOGLE = re.compile(r"^\s*(Args|Arguments|Returns|Raises|Yields|Attributes|Example|Examples):\s*$", re.MULTILINE)
@@ -72,7 +145,7 @@ def docstring_style(doc: str) -> Literal["google", "numpy", "plain"]:
     return "plain"
 
 
-def pairs_from_functions(records: Iterable[FunctionRecord], task: Literal["code", "docstring"],
+def pairs_from_functions(records: Iterable[FunctionRecord], task: Literal["code", "code-legacy", "docstring"],
                          min_words: int = 4, max_code_chars: int = 4000) -> tuple[list[Example], dict[str, int]]:
     """Training pairs from extracted functions, with trivial, auto-generated and duplicate docstrings and
     private or oversized functions filtered out. Returns (examples, counts of what was dropped and why)."""
@@ -94,13 +167,32 @@ def pairs_from_functions(records: Iterable[FunctionRecord], task: Literal["code"
         if kd in seen_doc or kc in seen_code:
             dropped["duplicate"] += 1
             continue
+        if task == "code":
+            ex = code_from_docstring(rec)
+            if ex is None:
+                dropped["no_body"] = dropped.get("no_body", 0) + 1
+                continue
+        else:
+            ex = code_from_docstring_legacy(rec) if task == "code-legacy" else docstring_from_code(rec)
         seen_doc.add(kd)
         seen_code.add(kc)
-        out.append(code_from_docstring(rec) if task == "code" else docstring_from_code(rec))
+        out.append(ex)
     return out, dropped
 
 
 def convert_record(rec: dict[str, Any], where: str, task: str, idx: int) -> Example:
+    if "problem" in rec or "target" in rec:
+        problem, target = rec.get("problem"), rec.get("target")
+        if not isinstance(problem, dict) or not isinstance(target, str):
+            raise DataError(f"{where}: a problem-form example needs problem (an object) and target (a string)")
+        missing = [f for f in ("task_id", "prompt", "entry_point") if not isinstance(problem.get(f), str)]
+        if missing:
+            raise DataError(f"{where}: problem is missing field(s) {', '.join(missing)}")
+        docs = rec.get("docs") or []
+        if not isinstance(docs, list) or not all(isinstance(d, dict) and isinstance(d.get("text"), str) and "id" in d
+                                                 for d in docs):
+            raise DataError(f"{where}: docs must be a list of {{id, text, meta}} documents")
+        return {**rec, "id": str(rec.get("id", idx)), "task": rec.get("task", task)}
     if "messages" in rec:
         msgs = rec["messages"]
         if (not isinstance(msgs, list) or len(msgs) < 2 or msgs[-1].get("role") != "assistant"
@@ -138,7 +230,7 @@ def load_examples(path: str | Path, task: str = "code") -> list[Example]:
     out = []
     for line, rec in rows:
         ex = convert_record(rec, f"{path}:{line}", task, line)
-        if not ex["messages"][-1]["content"].strip():
+        if not answer_of(ex).strip():
             raise DataError(f"{path}:{line}: empty assistant response")
         out.append(ex)
     if not out:
@@ -155,30 +247,12 @@ def split(examples: Sequence[Example], eval_fraction: float = 0.05, seed: int = 
     return items[n_eval:], items[:n_eval]
 
 
+def answer_of(ex: Example) -> str:
+    return ex["target"] if "problem" in ex else ex["messages"][-1]["content"]
+
+
 def example_text(ex: Example) -> str:
+    """All the text of an example (prompt, documents, answer): what decontamination checks."""
+    if "problem" in ex:
+        return "\n".join([ex["problem"]["prompt"], ex["target"], *(d["text"] for d in ex.get("docs") or ())])
     return "\n".join(m["content"] for m in ex["messages"])
-
-
-def with_retrieved_context(examples: Sequence[Example], retrieve: Callable[[str, int], list[str]], k: int = 3,
-                           max_context_chars: int = 2000, exclude_self: bool = True) -> list[Example]:
-    """Retrieval-aware fine-tuning: put the top-k retrieved documents in front of each user turn, in the
-    same "Relevant code and documentation" frame the RAG prompts use, so the adapter learns to use context.
-
-    `retrieve(query, k)` is any retriever (passed in: the data layer does not import retrieval). A document
-    identical to the example's own answer is dropped, so the model cannot learn to copy its target.
-    """
-    out = []
-    for ex in examples:
-        user = ex["messages"][-2]["content"]
-        answer = ex["messages"][-1]["content"]
-        docs = [d for d in retrieve(user, k + 1) if not (exclude_self and d.strip() and d.strip() in answer)][:k]
-        context, used = [], 0
-        for d in docs:
-            if used + len(d) > max_context_chars:
-                break
-            context.append(d)
-            used += len(d)
-        new_user = (f"Relevant code and documentation:\n" + "\n\n".join(context) + f"\n\n{user}") if context else user
-        msgs = [*ex["messages"][:-2], {"role": "user", "content": new_user}, ex["messages"][-1]]
-        out.append({**ex, "messages": msgs, "meta": {**ex.get("meta", {}), "n_context": len(context)}})
-    return out

@@ -8,16 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 from dorag.core.io import write_text_atomic
-from dorag.core.types import Prompt
 from dorag.data.ast_extract import iter_python_files
 from dorag.data.docinsert import clean_docstring, insert_docstrings, missing_docstrings, unified_diff
-from dorag.data.sft_data import DOC_INSTRUCTION
+from dorag.data.prompts import DOC_STYLE_HINT, docstring_prompt
 from dorag.models.generator import GenerationParams, Generator
 
-STYLE_HINT = {
-    "google": "Use Google style: a one-line summary, then Args:, Returns: and Raises: sections as needed.",
-    "numpy": "Use NumPy style: a one-line summary, then Parameters and Returns sections underlined with dashes.",
-}
+STYLE_HINT = DOC_STYLE_HINT
 
 
 @dataclass
@@ -25,11 +21,6 @@ class FileChange:
     path: Path
     n_added: int
     diff: str
-
-
-def docstring_prompt(code: str, style: Literal["google", "numpy"]) -> Prompt:
-    # Same framing as the docstring adapter's training pairs (sft_data.docstring_from_code) plus the style.
-    return Prompt(messages=(("user", f"{DOC_INSTRUCTION} {STYLE_HINT[style]}\n```python\n{code}```"),))
 
 
 def document_path(path: str | Path, generator: Generator, style: Literal["google", "numpy"] = "google",

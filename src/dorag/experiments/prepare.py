@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 class PrepareConfig:
     """Which examples to build, and how to hold some out."""
 
-    task: Literal["code", "docstring"] = option("code", "code: docstring->code; docstring: code->docstring")
+    task: Literal["code", "code-legacy", "docstring"] = option(
+        "code", "code: docstring->code, rendered with the evaluation prompt; code-legacy: the same pairs in the "
+        "pre-issue-19 instruction format; docstring: code->docstring")
     sources: tuple[str, ...] = option(("stdlib",), "stdlib, package:NAME, a source directory, or a JSONL/JSON/parquet file")
     out: str = option("data/train.jsonl", "training JSONL; the held-out split goes to <out stem>.eval.jsonl")
     eval_fraction: float = option(0.05, "share held out (by a hash of the example id, so it is stable)")
@@ -94,14 +96,15 @@ def collect(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], dict[str, int]]:
 
 
 def mbpp_train_examples(path: str | None) -> list[dict[str, Any]]:
-    """MBPP's train split (task ids 601-974) as chat pairs: description + tests -> code."""
-    from dorag.data.sft_data import CODE_INSTRUCTION, make_example
+    """MBPP's train split (task ids 601-974) in problem form: the benchmark prompt (description + tests) -> code."""
+    from dorag.data.sft_data import make_problem_example
     from dorag.evaluation.loaders import load_mbpp
 
     out = []
     for p in load_mbpp(path, variant="full", split="train"):
-        user = f"{CODE_INSTRUCTION}\n```python\n{p['prompt']}```"
-        out.append(make_example(f"mbpp:{p['task_id']}", "code", user, f"```python\n{p['canonical_solution'].strip()}\n```"))
+        problem = {k: p[k] for k in ("task_id", "prompt", "entry_point")}
+        out.append(make_problem_example(f"mbpp:{p['task_id']}", problem, p["canonical_solution"].strip() + "\n",
+                                        source="mbpp-train"))
     return out
 
 

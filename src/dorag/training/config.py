@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dorag.core.config import at_least_one, option
+from dorag.data.prompts import PromptConfig
 from dorag.models.loading import ModelConfig
+from dorag.retrieval.assemble import RagConfig
 
 # Target module presets (names of nn.Linear leaves in Llama/Qwen/Mistral-style decoders).
 TARGET_PRESETS: dict[str, tuple[str, ...]] = {
@@ -70,6 +72,8 @@ class TrainingConfig:
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
     max_seq_len: int = option(512, "tokens per example; longer ones are truncated")
     packing: bool = option(False, "pack examples into rows without padding (position ids reset per example)")
+    group_by_length: bool = option(False, "batch examples of similar length together (less padding when examples "
+                                   "with and without retrieved documents are mixed)")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option("auto", "auto: bf16 on a bf16 GPU, fp16 on other GPUs, fp32 on CPU")
     logging_steps: int = option(5, "log loss every N steps")
@@ -100,6 +104,10 @@ class TrainConfig:
     peft: AdapterConfig = field(default_factory=AdapterConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    # Problem-form examples are rendered with the evaluation prompt: these must be the settings the adapter
+    # is evaluated with (`dorag ablate` copies its own prompt and rag sections here).
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    rag: RagConfig = field(default_factory=RagConfig)
 
     def check(self) -> list[str]:
         return [] if self.data.train else ["data.train: give a training JSONL (see `dorag data prepare`)"]

@@ -178,8 +178,8 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
     if tcfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    train_ds = encode_all(tok, train_examples, tcfg.max_seq_len)
-    eval_ds = encode_all(tok, eval_examples, tcfg.max_seq_len)
+    train_ds = encode_all(tok, train_examples, tcfg.max_seq_len, cfg.prompt, cfg.rag)
+    eval_ds = encode_all(tok, eval_examples, tcfg.max_seq_len, cfg.prompt, cfg.rag)
     if not train_ds:
         raise DataError(f"every training example lost its answer to truncation at max_seq_len={tcfg.max_seq_len}; "
                         "raise training.max_seq_len")
@@ -202,6 +202,7 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
         bf16=prec == "bf16", fp16=prec == "fp16",  # bf16 on CPU: autocast, fast on AMX/AVX512-BF16 cores
         use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to=[],
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
+        train_sampling_strategy="group_by_length" if tcfg.group_by_length else "random",
         # QLoRA on GPU: paged 8-bit AdamW (QLoRA paper sec. 3); else the Trainer's default (fused AdamW).
         **({"optim": "paged_adamw_8bit"} if cfg.peft.method == "qlora" and torch.cuda.is_available() else {}),
     )
