@@ -7,8 +7,9 @@ import csv
 import pytest
 
 from dorag.core.io import read_json, write_json
-from dorag.experiments.report import analyse, comparisons, latex, markdown, score_table, topk_series, write_report
-from dorag.experiments.stats import mcnemar_exact
+from dorag.experiments.report import (analyse, comparisons, latex, markdown, score_table, sig_table, topk_series,
+                                     write_report)
+from dorag.experiments.stats import mcnemar_exact, sign_flip_test
 
 CONDS = ["baseline", "lora_only", "dora_only", "rag_only", "lora_rag", "dora_rag"]
 
@@ -17,10 +18,11 @@ def _ablation(tmp_path, passes: dict[str, set[int]], n: int = 20, name: str = "s
     cells = []
     for cond in CONDS:
         per_task = {f"T/{i}": {"n": 1, "correct": int(i in passes[cond])} for i in range(n)}
+        (tmp_path / name).mkdir(exist_ok=True)
         rate = len(passes[cond]) / n
         summary = {"pass@1": {"value": rate, "ci95_low": max(0.0, rate - 0.1), "ci95_high": min(1.0, rate + 0.1)},
                    "n_tasks": n, "per_task": per_task}
-        path = tmp_path / f"{cond}_summary.json"
+        path = tmp_path / name / f"{cond}_summary.json"
         write_json(path, summary)
         cells.append({"condition": cond, "benchmark": "bench", "summary": str(path),
                       "top_k": 4 if "rag" in cond else None})
@@ -29,7 +31,6 @@ def _ablation(tmp_path, passes: dict[str, set[int]], n: int = 20, name: str = "s
                                 "eval_loss_before": 0.6, "eval_loss_after": 0.5, "trainable_params": 10}},
           "retrieval": {"bench": {"index": "i", "method": "bm25", "n_queries": n,
                                   "metrics": {"recall@1": 0.5, "recall@5": 0.7, "recall@10": 0.8, "ndcg@10": 0.6}}}}
-    (tmp_path / name).mkdir()
     write_json(tmp_path / name / "ablation.json", ab)
     return ab
 
@@ -51,15 +52,57 @@ def test_analyse_counts_pvalues_holm_and_synergy(tmp_path):
     s = sig[("dora_rag", "dora_only")]
     # tasks 5..13 pass only with dora_rag, none only with dora_only: McNemar b=9, c=0
     assert (s["only_a"], s["only_b"], s["both"]) == (9, 0, 5)
-    assert s["mcnemar_p"] == pytest.approx(mcnemar_exact(9, 0)) == pytest.approx(2 / 2 ** 9)
-    assert s["diff"] == pytest.approx(0.45)
-    # Holm over the family of 8: the smallest p-value is multiplied by 8 at most, never below the raw value
-    raw = sorted(x["mcnemar_p"] for x in result["significance"])
-    assert min(x["mcnemar_p_holm"] for x in result["significance"]) == pytest.approx(min(1.0, 8 * raw[0]))
-    assert all(x["mcnemar_p"] <= x["mcnemar_p_holm"] <= 1 for x in result["significance"])
+    assert s["test"] == "McNemar exact" and s["p"] == pytest.approx(mcnemar_exact(9, 0)) == pytest.approx(2 / 2 ** 9)
+    assert s["diff"] == pytest.approx(0.45) and s["needed_for_p05"] == "8 of 9"  # (8, 1): 2 * 10 / 512 = 0.039
+    assert "bootstrap_p" not in s and s["diff_ci"][0] < 0.45 < s["diff_ci"][1]
+    # Holm over the family of 8: the smallest p-value is multiplied by 8, never below the raw value
+    raw = sorted(x["p"] for x in result["significance"])
+    assert min(x["p_holm"] for x in result["significance"]) == pytest.approx(min(1.0, 8 * raw[0]))
+    assert all(x["p"] <= x["p_holm"] <= 1 for x in result["significance"])
+    # lora_only vs baseline: task 4 only, 1 discordant: no split reaches 0.05
+    assert sig[("lora_only", "baseline")]["needed_for_p05"] == "unreachable (1 discordant)"
     (line,) = result["synergy"]
-    assert "is dora_rag (0.700) better than both dora_only (0.250" in line and "rag_only (0.300" in line
-    assert "yes, and significant" in line
+    # raw p: vs baseline (10, 0) 2/2^10; vs lora_only and dora_only (9, 0) 2/2^9; vs rag_only (8, 0) 2/2^8;
+    # Holm: 8 * 0.00195 = 0.0156, 7 * 0.00391 = 0.0273, max(6 * 0.00391, 0.0273) = 0.0273, 5 * 0.00781 = 0.0391
+    assert line == ("bench: is dora_rag (0.700) better than both dora_only (0.250, +0.450, McNemar exact p=0.00391, "
+                    "Holm 0.0273) and rag_only (0.300, +0.400, McNemar exact p=0.00781, Holm 0.0391)? "
+                    "yes, and significant at 0.05 against both (n=20)")
+    assert sig[("dora_rag", "rag_only")]["p_holm"] == pytest.approx(5 * 2 / 2 ** 8)
+    assert "bootstrap" not in line
+
+
+def test_synergy_needs_the_holm_corrected_p_below_005(tmp_path):
+    # dora_rag passes tasks 0..11: raw p vs dora_only (7, 0) 0.0156 and vs rag_only (6, 0) 0.0312, both < 0.05;
+    # but the family's smallest, vs baseline (8, 0) 0.0078, is already 0.0625 after Holm's factor 8
+    narrow = {**PASSES, "dora_rag": set(range(12))}
+    result = analyse([_ablation(tmp_path, narrow)], n_boot=500)
+    sig = {(s["a"], s["b"]): s for s in result["significance"]}
+    assert sig[("dora_rag", "dora_only")]["p"] < 0.05 and sig[("dora_rag", "rag_only")]["p"] < 0.05
+    (line,) = result["synergy"]
+    assert line.endswith("? yes, but not significant at 0.05 against both (n=20)")
+
+
+def _sampled(tmp_path, ab: dict, cond: str, correct: dict[int, int], n: int = 10) -> None:
+    cell = next(c for c in ab["cells"] if c["condition"] == cond)
+    summary = read_json(cell["summary"])
+    summary["per_task"] = {t: {"n": n, "correct": correct.get(int(t.split("/")[1]), 0)} for t in summary["per_task"]}
+    write_json(cell["summary"], summary)
+
+
+def test_sampled_cells_use_the_exact_sign_flip_test(tmp_path):
+    ab = _ablation(tmp_path, PASSES)
+    # dora_rag sampled 10 times per task: 7/10 on tasks 0..13; dora_only stays pass/fail (tasks 0..4)
+    _sampled(tmp_path, ab, "dora_rag", {i: 7 for i in range(14)})
+    sig = {(s["a"], s["b"]): s for s in analyse([ab], n_boot=500)["significance"]}
+    s = sig[("dora_rag", "dora_only")]
+    # differences: -0.3 on tasks 0..4, +0.7 on tasks 5..13; the tie-free sign-flip test over these 14
+    assert s["test"] == "sign-flip exact" and (s["only_a"], s["only_b"]) == (9, 5)
+    assert s["p"] == pytest.approx(sign_flip_test([-0.3] * 5 + [0.7] * 9)[0], rel=1e-12)
+    assert s["p"] != pytest.approx(mcnemar_exact(9, 5))  # not McNemar on outcomes thresholded at 0.5
+    assert s["needed_for_p05"] == "depends on sizes (14 differing)"
+    assert sig[("lora_only", "baseline")]["test"] == "McNemar exact"  # both pass/fail
+    header, body = sig_table(list(sig.values()))
+    assert header[-5:] == ["B better", "test", "p", "p (Holm)", "needed for p<0.05"]
 
 
 def test_no_synergy_is_reported_as_such(tmp_path):
@@ -76,6 +119,18 @@ def test_report_files(tmp_path):
     assert rows[-1][1] == "dora_rag" and rows[-1][3] == "0.700" and rows[-1][4] == "[0.600, 0.800]"
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Synergy" in md and "## Retrieval" in md and "## Training" in md
+    sig_md = (tmp_path / "rep" / "significance.md").read_text()
+    assert sig_md.startswith("| benchmark | A | B | tasks | pass@1 A | pass@1 B | diff | diff 95% CI | A better | B better "
+                             "| test | p | p (Holm) | needed for p<0.05 |")
+    assert "| dora_rag | dora_only | 20 | 0.700 | 0.250 | +0.450 |" in sig_md and "| 9 | 0 | McNemar exact | 0.00391 |" in sig_md
+    for text in (sig_md, md, (tmp_path / "rep" / "significance.csv").read_text(), *result["synergy"]):
+        assert "bootstrap p" not in text.lower()
+    assert "McNemar's exact test" in md and "sign-flip" in md and "not a test" in md
+    # 20 tasks: a smoke-size run, said first; each comparison's discordant count and what it would need
+    assert md.splitlines()[2].startswith("**Smoke-size run: 20 tasks per benchmark**")
+    assert ("bench: at n=20 tasks, a comparison needs at least 6 discordant tasks, all in one direction, to reach "
+            "p < 0.05 (McNemar exact), and at least 9 for the strongest of this benchmark's 8 comparisons") in md
+    assert "lora_only vs baseline: 1 discordant, cannot reach;" in md and "dora_rag vs dora_only: 9 discordant, needs 8 of 9" in md
     assert (tmp_path / "rep" / "results.tex").read_text().count("\\\\") == 7  # header + 6 rows
     pytest.importorskip("matplotlib")
     assert (tmp_path / "rep" / "conditions.svg").stat().st_size > 1000 and (tmp_path / "rep" / "topk.png").is_file()
@@ -85,6 +140,27 @@ def test_report_files(tmp_path):
     assert [r[1] for r in tasks[1:4]] == ["T/0", "T/1", "T/2"] and tasks[11][1] == "T/10"  # natural order
     # T/13 passes only with dora_rag (passes: range(14) vs range(8) for lora_rag)
     assert tasks[14][1:] == ["T/13", "FAIL", "FAIL", "FAIL", "FAIL", "FAIL", "PASS"]
+
+
+def test_smoke_statement_follows_the_size_or_the_caller(tmp_path):
+    from dorag.experiments.report import smoke_line
+
+    _ablation(tmp_path, PASSES, n=120, name="big")
+    write_report([tmp_path / "big"], tmp_path / "big-rep", n_boot=100)
+    assert "Smoke-size" not in (tmp_path / "big-rep" / "report.md").read_text()  # 120 tasks: not smoke-size
+    result = write_report([tmp_path / "big"], tmp_path / "forced", n_boot=100, smoke=True)
+    assert result["smoke"] and "**Smoke-size run: 120 tasks per benchmark**" in (tmp_path / "forced" / "report.md").read_text()
+    _ablation(tmp_path, PASSES, n=20, name="small")
+    result = write_report([tmp_path / "small"], tmp_path / "not", n_boot=100, smoke=False)
+    assert not result["smoke"] and "Smoke-size" not in (tmp_path / "not" / "report.md").read_text()
+    assert smoke_line({"humaneval": 16, "unseen-api": 24}).startswith(
+        "**Smoke-size run: 16 (humaneval) / 24 (unseen-api) tasks per benchmark**")
+
+
+def test_a_tiny_benchmark_says_no_comparison_can_reach_significance(tmp_path):
+    result = analyse([_ablation(tmp_path, {c: set(range(2)) for c in CONDS}, n=5)], n_boot=100)
+    assert result["power"] == ["bench: at n=5 tasks no comparison can reach p < 0.05: McNemar's exact test needs at "
+                               "least 6 discordant tasks, all in one direction."]
 
 
 def test_task_table_reads_statuses_and_sampled_counts(tmp_path):

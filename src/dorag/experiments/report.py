@@ -2,10 +2,11 @@
 
 Input: ablation directories (each with ``ablation.json``, see ``experiments.runner``). Output, in one
 report directory: ``results.{csv,md,tex}`` (pass@k with bootstrap 95% CIs per benchmark and condition,
-DS-1000 per library), ``significance.{csv,md}`` (McNemar's exact test and a paired bootstrap of the
-difference per comparison, Holm-corrected within each benchmark), ``training.csv``, ``retrieval.csv``,
-``report.md`` (all of it plus the synergy line) and ``conditions.{png,svg}``, ``topk.{png,svg}`` when
-matplotlib is installed.
+DS-1000 per library), ``significance.{csv,md,tex}`` (per comparison an exact paired test, McNemar's for
+pass/fail cells and the sign-flip test for sampled ones, Holm-corrected within each benchmark, with a
+paired-bootstrap interval of the difference), ``training.csv``, ``retrieval.csv``, ``tasks.csv``,
+``report.md`` (all of it plus the synergy line and what the sample size can show) and
+``conditions.{png,svg}``, ``topk.{png,svg}`` when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from dorag.core.errors import DataError
 from dorag.core.io import read_json, read_jsonl, write_json, write_text_atomic
-from dorag.experiments.stats import compare, holm
+from dorag.experiments.stats import MCNEMAR, compare, discordant_needed, holm, needed_in_one_direction
 
 SINGLE = ("lora_only", "dora_only", "rag_only")
 
@@ -81,8 +82,9 @@ def comparisons(conditions: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """Rows of scores, paired comparisons with Holm-adjusted p-values, synergy lines, training and retrieval."""
-    rows, sig, synergy, training, retrieval = [], [], [], [], []
+    """Rows of scores, paired comparisons with Holm-adjusted p-values, synergy lines, what each benchmark's
+    size can show (power), training and retrieval."""
+    rows, sig, synergy, power, training, retrieval = [], [], [], [], [], []
     for ab in ablations:
         by_bench: dict[str, dict[str, dict[str, Any]]] = {}
         for cell in ab["cells"]:
@@ -108,12 +110,13 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
             for a, b in comparisons([c for c in ab["conditions"] if c in conds]):
                 cmp = compare(_per_task(conds[a]["summary"]), _per_task(conds[b]["summary"]), n_boot=n_boot, seed=seed)
                 family.append({"ablation": ab["name"], "benchmark": bench, "a": a, "b": b, **cmp.to_dict()})
-            adjusted = holm({f"{r['a']}|{r['b']}": min(r["mcnemar_p"], 1.0) for r in family})
-            adjusted_boot = holm({f"{r['a']}|{r['b']}": r["bootstrap_p"] for r in family})
+            adjusted = holm({f"{r['a']}|{r['b']}": r["p"] for r in family})
             for r in family:
-                r["mcnemar_p_holm"] = adjusted[f"{r['a']}|{r['b']}"]
-                r["bootstrap_p_holm"] = adjusted_boot[f"{r['a']}|{r['b']}"]
+                r["p_holm"] = adjusted[f"{r['a']}|{r['b']}"]
+                r["needed_for_p05"] = needed_label(r)
             sig += family
+            if family:
+                power.append(power_line(bench if len(ablations) == 1 else f"{ab['name']}/{bench}", family))
             line = synergy_line(bench, family)
             if line:
                 synergy.append(line)
@@ -128,23 +131,79 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
             m = r["metrics"]
             retrieval.append({"ablation": ab["name"], "benchmark": bench, "index": r["index"], "method": r["method"],
                               "n_queries": r["n_queries"], **{k: m.get(k) for k in ("recall@1", "recall@5", "recall@10", "ndcg@10")}})
-    return {"rows": rows, "significance": sig, "synergy": synergy, "training": training, "retrieval": retrieval}
+    return {"rows": rows, "significance": sig, "synergy": synergy, "power": power, "training": training,
+            "retrieval": retrieval}
+
+
+SMOKE_TASKS = 100  # fewer tasks than this on any benchmark: a smoke-size run
+
+
+def benchmark_sizes(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Tasks scored per benchmark (the largest cell; DS-1000's per-library rows left out)."""
+    sizes: dict[str, int] = {}
+    for r in rows:
+        if r.get("n_tasks") is not None:
+            sizes[r["benchmark"]] = max(sizes.get(r["benchmark"], 0), int(r["n_tasks"]))
+    return sizes
+
+
+def smoke_line(sizes: dict[str, int], alpha: float = 0.05) -> str:
+    """The warning at the top of a smoke-size run's report."""
+    counts = sorted(set(sizes.values()))
+    n = (f"{counts[0]}" if len(counts) == 1 else
+         " / ".join(f"{v} ({k})" for k, v in sizes.items()))
+    return (f"**Smoke-size run: {n} tasks per benchmark**; a check that the pipeline runs end to end, not evidence "
+            f"for or against a method. A paired comparison needs at least {discordant_needed(alpha)} discordant tasks, "
+            f"all in one direction, to reach p < {alpha:g} (McNemar exact) before the Holm correction, so most "
+            "differences here cannot be significant whatever their size.")
+
+
+def needed_label(s: dict[str, Any], alpha: float = 0.05) -> str:
+    """How many of a comparison's discordant tasks must favour one side for p < `alpha`: "7 of 8", or
+    "unreachable (5 discordant)". A sampled comparison's p also depends on the sizes of its differences;
+    its best case, every difference one way, is McNemar's (d, 0), so only reachability is stated."""
+    discordant = s["only_a"] + s["only_b"]
+    w = needed_in_one_direction(discordant, alpha)
+    if s["test"] != MCNEMAR:
+        return f"unreachable ({discordant} differing)" if w is None else f"depends on sizes ({discordant} differing)"
+    return f"unreachable ({discordant} discordant)" if w is None else f"{w} of {discordant}"
 
 
 def synergy_line(bench: str, family: list[dict[str, Any]]) -> str | None:
-    """Is dora_rag better than both dora_only and rag_only, by how much, with (Holm-adjusted) p-values?"""
+    """Is dora_rag better than both dora_only and rag_only, by how much, with the exact tests' raw and
+    Holm-adjusted p-values? "Significant" means Holm-adjusted p < 0.05 against both."""
     pair = {r["b"]: r for r in family if r["a"] == "dora_rag" and r["b"] in ("dora_only", "rag_only")}
     if len(pair) < 2:
         return None
     d, r = pair["dora_only"], pair["rag_only"]
     better = d["diff"] > 0 and r["diff"] > 0
-    significant = better and d["mcnemar_p_holm"] < 0.05 and r["mcnemar_p_holm"] < 0.05
+    significant = better and d["p_holm"] < 0.05 and r["p_holm"] < 0.05
     verdict = ("yes, and significant at 0.05 against both" if significant else
                "yes, but not significant at 0.05 against both" if better else "no")
-    return (f"{bench}: is dora_rag ({d['rate_a']:.3f}) better than both dora_only ({d['rate_b']:.3f}, "
-            f"{d['diff']:+.3f}, McNemar p={d['mcnemar_p']:.3g}, Holm {d['mcnemar_p_holm']:.3g}, bootstrap p={d['bootstrap_p']:.3g}) "
-            f"and rag_only ({r['rate_b']:.3f}, {r['diff']:+.3f}, McNemar p={r['mcnemar_p']:.3g}, Holm {r['mcnemar_p_holm']:.3g}, "
-            f"bootstrap p={r['bootstrap_p']:.3g})? {verdict} (n={d['n_tasks']})")
+
+    def against(s: dict[str, Any]) -> str:
+        return f"{s['rate_b']:.3f}, {s['diff']:+.3f}, {s['test']} p={s['p']:.3g}, Holm {s['p_holm']:.3g}"
+
+    return (f"{bench}: is dora_rag ({d['rate_a']:.3f}) better than both dora_only ({against(d)}) "
+            f"and rag_only ({against(r)})? {verdict} (n={d['n_tasks']})")
+
+
+def power_line(bench: str, family: list[dict[str, Any]], alpha: float = 0.05) -> str:
+    """What a benchmark of this size can show: the fewest discordant tasks for p < `alpha`, raw and after
+    Holm over the family, and for each comparison how many of its discordant tasks it would need."""
+    n = max(s["n_tasks"] for s in family)
+    d_raw, d_holm = discordant_needed(alpha), discordant_needed(alpha / len(family))
+    if n < d_raw:
+        return (f"{bench}: at n={n} tasks no comparison can reach p < {alpha:g}: McNemar's exact test needs at least "
+                f"{d_raw} discordant tasks, all in one direction.")
+    each = "; ".join(f"{s['a']} vs {s['b']}: {s['only_a'] + s['only_b']} discordant, "
+                     + ("cannot reach" if s["needed_for_p05"].startswith("unreachable")
+                        else f"needs {s['needed_for_p05']}" if s["test"] == MCNEMAR else "sampled, depends on sizes")
+                     for s in family)
+    return (f"{bench}: at n={n} tasks, a comparison needs at least {d_raw} discordant tasks, all in one direction, to "
+            f"reach p < {alpha:g} (McNemar exact), and at least {d_holm} for the strongest of this benchmark's "
+            f"{len(family)} comparisons to stay below {alpha:g} after Holm; with D discordant tasks it needs at least W "
+            f"of them in one direction: {each}.")
 
 
 # ------------------------------------------------------------------ tables
@@ -176,11 +235,11 @@ def score_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 
 def sig_table(sig: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["benchmark", "A", "B", "tasks", "pass@1 A", "pass@1 B", "diff", "diff 95% CI", "A only", "B only",
-              "McNemar p", "McNemar p (Holm)", "bootstrap p", "bootstrap p (Holm)"]
+    header = ["benchmark", "A", "B", "tasks", "pass@1 A", "pass@1 B", "diff", "diff 95% CI", "A better", "B better",
+              "test", "p", "p (Holm)", "needed for p<0.05"]
     body = [[s["benchmark"], s["a"], s["b"], str(s["n_tasks"]), _fmt(s["rate_a"]), _fmt(s["rate_b"]), f"{s['diff']:+.3f}",
              f"[{s['diff_ci'][0]:+.3f}, {s['diff_ci'][1]:+.3f}]", str(s["only_a"]), str(s["only_b"]),
-             f"{s['mcnemar_p']:.3g}", f"{s['mcnemar_p_holm']:.3g}", f"{s['bootstrap_p']:.3g}", f"{s['bootstrap_p_holm']:.3g}"]
+             s["test"], f"{s['p']:.3g}", f"{s['p_holm']:.3g}", s["needed_for_p05"]]
             for s in sig]
     return header, body
 
@@ -335,10 +394,19 @@ def task_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
 # ------------------------------------------------------------------ the report
 
 def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_000, seed: int = 0,
-                 title: str | None = None) -> dict[str, Any]:
-    """Write every table, plot and the Markdown report into `out`; returns the analysis and file list."""
+                 title: str | None = None, smoke: bool | None = None) -> dict[str, Any]:
+    """Write every table, plot and the Markdown report into `out`; returns the analysis and file list.
+
+    Args:
+        smoke: whether this is a smoke-size run, said at the top of report.md; None: when any benchmark
+            has fewer than SMOKE_TASKS tasks.
+    """
     ablations = load_ablations(paths)
     result = analyse(ablations, n_boot=n_boot, seed=seed)
+    sizes = benchmark_sizes(result["rows"])
+    if smoke is None:
+        smoke = any(n < SMOKE_TASKS for n in sizes.values())
+    result["smoke"] = smoke
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -356,19 +424,31 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     put("results.tex", latex(*scores, caption="pass@k with bootstrap 95% confidence intervals"))
     put("significance.csv", to_csv(*sig))
     put("significance.md", markdown(*sig))
-    put("significance.tex", latex(*sig, caption="Paired tests: McNemar's exact test and a paired bootstrap, Holm-corrected per benchmark"))
+    put("significance.tex", latex(*sig, caption="Exact paired tests (McNemar for pass/fail, sign-flip for sampled cells), "
+                                   "Holm-corrected per benchmark; paired-bootstrap 95% CI of the difference"))
     put("training.csv", to_csv(*train))
     put("retrieval.csv", to_csv(*retr))
     put("tasks.csv", to_csv(*task_table(ablations)))
     figures = plots(result, out)
     files += figures
     name = title or ", ".join(a["name"] for a in ablations)
-    md = [f"# dorag report: {name}", "", "## Scores", "", markdown(*scores)]
+    md = [f"# dorag report: {name}", ""]
+    if smoke:
+        md += [smoke_line(sizes), ""]
+    md += ["## Scores", "", markdown(*scores)]
     if result["synergy"]:
         md += ["## Synergy", "", *[f"- {line}" for line in result["synergy"]], ""]
-    md += ["## Significance", "", "A against B per task: McNemar's exact test on the discordant tasks and a paired "
-           f"bootstrap ({n_boot:,} resamples) of the difference in pass@1; p-values Holm-corrected within each benchmark. "
-           "Each task's outcome under each condition is in tasks.csv.", "", markdown(*sig)]
+    md += ["## Significance", "",
+           "A against B on the tasks both were scored on, one exact two-sided test per row (column test). Pass/fail "
+           "cells (every task 0 or 1): McNemar's exact test, a binomial test on the discordant tasks, those only one "
+           "condition passes (A better, B better). Sampled cells (correct/n per task): the exact paired sign-flip "
+           "permutation test on the per-task differences (A better, B better count the tasks each scored higher on); "
+           "on pass/fail outcomes it is McNemar's test. p (Holm): Holm-corrected within each benchmark's comparisons. "
+           f"diff 95% CI: the percentile interval of a paired bootstrap ({n_boot:,} resamples) of the difference in "
+           "pass@1, an effect size with its uncertainty, not a test; the bootstrap's own p-value is left out, as it is "
+           "anti-conservative when few tasks are discordant. needed for p<0.05: how many of the discordant tasks "
+           "would have to favour one side. Each task's outcome under each condition is in tasks.csv.", "",
+           *[f"- {line}" for line in result["power"]], "", markdown(*sig)]
     if result["retrieval"]:
         md += ["## Retrieval", "", markdown(*retr)]
     if result["training"]:
