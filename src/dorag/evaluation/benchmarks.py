@@ -2,15 +2,17 @@
 
 Any HumanEval-format JSONL (``task_id, prompt, canonical_solution, test, entry_point``) is a valid
 problem set. Benchmarks add fields (``setup_code``, ``libs``, ``db_id``...) but keep those five.
+A subset (`limit`) is either the first N problems or a seeded sample stratified by level or library.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dorag.core.errors import DataError
 from dorag.core.io import iter_jsonl_numbered
@@ -147,12 +149,75 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[key]
 
 
+Sample = Literal["first", "stratified"]
+SAMPLES: tuple[str, ...] = ("first", "stratified")
+# Stratum fields in a problem's meta, the first one every problem carries: Unseen-API's level
+# (single/compose/multi; its first 38 tasks are all single) and DS-1000's library.
+STRATUM_FIELDS = ("difficulty", "library")
+
+
+def stratum_field(problems: Sequence[Problem]) -> str | None:
+    """The meta field the problems are stratified by, or None when no field of STRATUM_FIELDS is on all."""
+    for name in STRATUM_FIELDS:
+        if problems and all(isinstance(p.get("meta"), dict) and name in p["meta"] for p in problems):
+            return name
+    return None
+
+
+def allocate(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """Tasks per stratum for a sample of `limit` in proportion to `sizes`: largest-remainder rounding
+    (Hamilton's method), then at least one per stratum when `limit` allows, taken from the strata
+    furthest above their exact share. Ties go to the larger stratum, then by name."""
+    total = sum(sizes.values())
+    limit = min(limit, total)
+    quota = {k: limit * n // total for k, n in sizes.items()}
+    by_remainder = sorted(sizes, key=lambda k: (-(limit * sizes[k] % total), -sizes[k], k))
+    for k in by_remainder[: limit - sum(quota.values())]:
+        quota[k] += 1
+    if limit >= len(sizes):
+        for k in sorted((k for k in sizes if quota[k] == 0), key=lambda k: (-sizes[k], k)):
+            # the donor's excess over its exact share, limit * n / total, compared in units of 1 / total
+            donor = max((d for d in sizes if quota[d] > 1), key=lambda d: (quota[d] * total - limit * sizes[d], quota[d], d))
+            quota[donor] -= 1
+            quota[k] = 1
+    return quota
+
+
+def _rank(seed: int, task_id: str) -> str:
+    # a hash, not random.Random or set order: the same sample on every run, platform and Python version,
+    # and a task's place does not depend on which other tasks the file holds
+    return hashlib.sha256(f"{seed}\0{task_id}".encode()).hexdigest()
+
+
+def sample_problems(problems: list[Problem], limit: int, sample: Sample = "first", seed: int = 0) -> list[Problem]:
+    """`limit` problems, in the benchmark's order: the first ones, or (``stratified``) a seeded sample with
+    each stratum (see `stratum_field`) in proportion, a plain seeded sample where there is none (HumanEval)."""
+    if sample not in SAMPLES:
+        raise DataError(f"sample must be one of {', '.join(SAMPLES)}, got {sample!r}")
+    if limit < 1:
+        raise DataError(f"limit must be at least 1, got {limit}")
+    if sample == "first" or limit >= len(problems):
+        return problems[:limit]
+    field = stratum_field(problems)
+    strata: dict[str, list[int]] = {}
+    for i, p in enumerate(problems):
+        strata.setdefault(str(p["meta"][field]) if field else "", []).append(i)
+    quota = allocate({k: len(v) for k, v in strata.items()}, limit)
+    chosen = {i for k, idx in strata.items()
+              for i in sorted(idx, key=lambda i: _rank(seed, problems[i]["task_id"]))[: quota[k]]}
+    return [p for i, p in enumerate(problems) if i in chosen]
+
+
 def load_problems(benchmark: str | None = None, problems_file: str | Path | None = None,
-                  limit: int | None = None, benchmark_path: str | None = None) -> list[Problem]:
-    """Problems from a problem file (which wins) or a registered benchmark, optionally the first `limit`.
+                  limit: int | None = None, benchmark_path: str | None = None, sample: Sample = "first",
+                  seed: int = 0) -> list[Problem]:
+    """Problems from a problem file (which wins) or a registered benchmark, optionally `limit` of them
+    chosen by `sample` (see `sample_problems`; `seed` only matters for ``stratified``).
 
     `benchmark_path` points a registered benchmark at a local copy of its official files.
     """
+    if sample not in SAMPLES:
+        raise DataError(f"sample must be one of {', '.join(SAMPLES)}, got {sample!r}")
     if problems_file is not None:
         problems = load_problem_file(problems_file)
     elif benchmark is not None:
@@ -160,7 +225,5 @@ def load_problems(benchmark: str | None = None, problems_file: str | Path | None
     else:
         raise DataError("give a benchmark name (--benchmark) or a problems file (--problems)")
     if limit is not None:
-        if limit < 1:
-            raise DataError(f"limit must be at least 1, got {limit}")
-        problems = problems[:limit]
+        problems = sample_problems(problems, limit, sample, seed)
     return problems

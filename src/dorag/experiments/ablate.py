@@ -61,7 +61,10 @@ class BenchmarkSpec:
     benchmark: str | None = option(None, "registered benchmark (default: this entry's name)")
     problems: str | None = option(None, "a HumanEval-format JSONL instead of a registered benchmark")
     path: str | None = option(None, "local copy of the benchmark's official file (MBPP, DS-1000)")
-    limit: int | None = option(None, "only the first N problems")
+    limit: int | None = option(None, "only N problems, chosen by sample")
+    sample: Literal["first", "stratified"] = option(
+        "first", "first: the first N problems; stratified: a seeded sample in proportion to each level (Unseen-API's "
+        "single/compose/multi)")
     index: str | None = option(None, "the index (a name under `indexes`) that RAG conditions retrieve from")
     set: dict[str, Any] = option(help="GenerateConfig overrides for this benchmark", default_factory=dict)
 
@@ -261,8 +264,10 @@ def plan(cfg: AblateConfig) -> Plan:
             rag = to_dict(cfg.rag) if iname else to_dict(RagConfig())
             if iname:
                 rag.update(index=str(indexes[iname].dir), top_k=c.top_k or cfg.rag.top_k)
+            # sample only when not the default "first": the cells of earlier ablations keep their hashes
             gen = {"benchmark": None if b.problems else (b.benchmark or bname), "problems": b.problems,
-                   "benchmark_path": b.path, "limit": b.limit, "seed": cfg.seed, "model": model,
+                   "benchmark_path": b.path, "limit": b.limit, **({"sample": b.sample} if b.sample != "first" else {}),
+                   "seed": cfg.seed, "model": model,
                    "generation": to_dict(cfg.generation), "prompt": to_dict(cfg.prompt), "rag": rag}
             gen = deep_merge(deep_merge(gen, b.set), c.set)
             # the adapter and index enter the hash by their own keys, not by their paths

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dorag.core.config import option
 from dorag.core.errors import ConfigError
@@ -37,7 +37,10 @@ class GenerateConfig:
     benchmark: str | None = option("humaneval", "registered benchmark (dorag benchmarks list)")
     benchmark_path: str | None = option(None, "local copy of the benchmark's official file (MBPP, DS-1000)")
     problems: str | None = option(None, "a HumanEval-format JSONL; overrides benchmark")
-    limit: int | None = option(None, "only the first N problems")
+    limit: int | None = option(None, "only N problems, chosen by sample")
+    sample: Literal["first", "stratified"] = option(
+        "first", "with limit: first: the first N problems; stratified: a fixed seeded sample in proportion to each "
+        "level (Unseen-API's single/compose/multi) or library (DS-1000), a plain seeded sample elsewhere")
     out: str | None = option(None, "samples JSONL (default: <run_dir>/samples.jsonl)")
     run_dir: str | None = option(None, "run directory (default: runs/generate-<benchmark>-<model>)")
     seed: int = option(0, "global seed")
@@ -113,7 +116,7 @@ def run_generate(
             fields to store with its samples (the retrieved ids and scores).
     """
     if problems is None:
-        problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path)
+        problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path, cfg.sample)
     out = cfg.resolved_out()
     params = cfg.generation
     done = completed_tasks(out, params.n)
@@ -195,7 +198,7 @@ def validate_inputs(cfg: GenerateConfig) -> list[Problem]:
     """Everything that can be checked before a model is loaded or a file written."""
     from dorag.models.loading import check_model_name
 
-    problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path)
+    problems = load_problems(cfg.benchmark, cfg.problems, cfg.limit, cfg.benchmark_path, cfg.sample)
     check_model_name(cfg.model)
     out = cfg.resolved_out()
     if out.exists() and out.is_dir():
