@@ -129,7 +129,8 @@ def test_report_files(tmp_path):
     # 20 tasks: a smoke-size run, said first; each comparison's discordant count and what it would need
     assert md.splitlines()[2].startswith("**Smoke-size run: 20 tasks per benchmark**")
     assert ("bench: at n=20 tasks, a comparison needs at least 6 discordant tasks, all in one direction, to reach "
-            "p < 0.05 (McNemar exact), and at least 9 for the strongest of this benchmark's 8 comparisons") in md
+            "p < 0.05 (McNemar exact), and at least 9 for the strongest of this benchmark's 8 comparisons (Holm multiplies "
+            "its p by 8); with D discordant tasks it needs at least W of them in one direction: ") in md
     assert "lora_only vs baseline: 1 discordant, cannot reach;" in md and "dora_rag vs dora_only: 9 discordant, needs 8 of 9" in md
     assert (tmp_path / "rep" / "results.tex").read_text().count("\\\\") == 7  # header + 6 rows
     pytest.importorskip("matplotlib")

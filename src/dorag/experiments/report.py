@@ -154,8 +154,8 @@ def smoke_line(sizes: dict[str, int], alpha: float = 0.05) -> str:
          " / ".join(f"{v} ({k})" for k, v in sizes.items()))
     return (f"**Smoke-size run: {n} tasks per benchmark**; a check that the pipeline runs end to end, not evidence "
             f"for or against a method. A paired comparison needs at least {discordant_needed(alpha)} discordant tasks, "
-            f"all in one direction, to reach p < {alpha:g} (McNemar exact) before the Holm correction, so most "
-            "differences here cannot be significant whatever their size.")
+            f"all in one direction, to reach p < {alpha:g} (McNemar exact) before the Holm correction, so only large, "
+            "one-sided differences can be significant here.")
 
 
 def needed_label(s: dict[str, Any], alpha: float = 0.05) -> str:
@@ -202,7 +202,7 @@ def power_line(bench: str, family: list[dict[str, Any]], alpha: float = 0.05) ->
                      for s in family)
     return (f"{bench}: at n={n} tasks, a comparison needs at least {d_raw} discordant tasks, all in one direction, to "
             f"reach p < {alpha:g} (McNemar exact), and at least {d_holm} for the strongest of this benchmark's "
-            f"{len(family)} comparisons to stay below {alpha:g} after Holm; with D discordant tasks it needs at least W "
+            f"{len(family)} comparisons (Holm multiplies its p by {len(family)}); with D discordant tasks it needs at least W "
             f"of them in one direction: {each}.")
 
 
