@@ -108,3 +108,15 @@ def test_a_condition_can_run_on_some_benchmarks_only(tmp_path):
     assert sorted(p.indexes) == ["ua-dense"]  # the stdlib index is not built: nothing retrieves from it
     with pytest.raises(ConfigError, match=r"conditions.rag_dense.benchmarks: mbpp not under benchmarks \(humaneval, unseen-api\)"):
         _cfg(conditions={"rag_dense": {"rag": True, "benchmarks": ["mbpp"]}})
+
+
+def test_the_mixed_recipe_reads_the_rag_index_and_trains_with_the_cells_prompt(tmp_path):
+    p = plan(_cfg(out=str(tmp_path)))
+    assert p.data.config.task == "mixture" and p.data.config.index == str(p.indexes["stdlib"].dir)
+    assert p.data.config.grounded.budget_tokens == 768 and p.data.config.tokenizer == "qwen2.5-coder-0.5b-instruct"
+    lora = p.adapters["lora"].config
+    assert lora.rag.budget_tokens == 768 and lora.prompt.instruction == p.cells[0].config.prompt.instruction
+    rebuilt = plan(_cfg(out=str(tmp_path), indexes={"stdlib": {"build": {"sources": ["stdlib"], "index": {"method": "bm25", "bm25_k1": 1.2}}}}))
+    assert rebuilt.data.key != p.data.key and rebuilt.adapters["lora"].key != p.adapters["lora"].key  # data follows its index
+    with pytest.raises(ConfigError, match="data_index: data.task mixture retrieves its documents from an index"):
+        plan(_cfg(out=str(tmp_path), data_index=None))

@@ -116,3 +116,64 @@ def test_hub_adapter_offline_is_one_fast_error(monkeypatch):
     with pytest.raises(ModelError, match="Hugging Face Hub is unreachable"):
         resolve_adapter("someone/code-lora")
     assert time.perf_counter() - t0 < 1.0
+
+
+def _grounded_lib(tmp_path):
+    from tests.unit.test_docgrounded import LIB
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name, text in LIB.items():
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    return root
+
+
+def test_prepare_doc_grounded_and_mixture_write_problem_form_examples(tmp_path):
+    from dorag.data.sft_data import make_problem_example
+    from dorag.core.io import write_jsonl
+
+    lib = _grounded_lib(tmp_path)
+    rep = prepare(from_dict(PrepareConfig, {"task": "doc-grounded", "sources": [str(lib)], "out": str(tmp_path / "g.jsonl"),
+                                            "decontaminate": ["all"], "grounded": {"min_words": 3, "heldout_modules": 0.0}}))
+    rows = read_jsonl(rep.train)
+    assert rows and all(r["source"] == "doc-grounded" and r["docs"] for r in rows)
+    report = json.loads((tmp_path / "g.report.json").read_text())
+    assert "humaneval" in report["doc_grounded"]["decontaminated_against"]
+    assert "unseen-api" in report["doc_grounded"]["decontaminated_against"]
+    he = load_problems("humaneval", limit=2)
+    plain = tmp_path / "plain.jsonl"
+    write_jsonl(plain, [make_problem_example(f"p{i}", {"task_id": f"t{i}", "prompt": f"def f{i}(x):\n    \"\"\"Return x plus {i} for every x given.\"\"\"\n",
+                                                        "entry_point": f"f{i}"}, f"def f{i}(x):\n    return x + {i}\n")
+                        for i in range(40)]
+                + [make_problem_example("leak", he[0], he[0]["prompt"] + he[0]["canonical_solution"])])
+    mixed = prepare(from_dict(PrepareConfig, {"task": "mixture", "sources": [str(lib)], "out": str(tmp_path / "m.jsonl"),
+                                              "no_docs_sources": [str(plain)], "mix": {"no-docs": 0.5, "oracle": 0.5},
+                                              "eval_fraction": 0.0, "limit": 8,
+                                              "grounded": {"min_words": 3, "heldout_modules": 0.0}}))
+    rows = read_jsonl(mixed.train)
+    kinds = json.loads((tmp_path / "m.report.json").read_text())["mixture"]["train"]
+    assert kinds["no-docs"] == 4 and kinds["oracle"] == 4 and kinds["distractors"] == 0 and len(rows) == 8
+    assert mixed.dropped["no-docs:contaminated:humaneval"] == 1  # the planted HumanEval solution
+    assert "leak" not in {r["id"] for r in rows}
+
+
+def test_mixture_needs_problem_form_and_known_shares(tmp_path):
+    from dorag.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mix: give non-negative shares"):
+        from_dict(PrepareConfig, {"task": "mixture", "mix": {"plain": 1.0}})
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    with pytest.raises(DataError, match="not in problem form"):
+        prepare(from_dict(PrepareConfig, {"task": "mixture", "sources": [str(_grounded_lib(tmp_path))],
+                                          "out": str(tmp_path / "m.jsonl"), "no_docs_sources": [str(legacy)],
+                                          "decontaminate": [], "grounded": {"min_words": 3}}))
+
+
+def test_problem_form_records_are_validated_on_load(tmp_path):
+    from dorag.data.sft_data import load_examples
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"problem": {"task_id": "t", "prompt": "def f():\n"}, "target": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: problem is missing field\(s\) entry_point"):
+        load_examples(bad)

@@ -103,6 +103,8 @@ class AblateConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     rag: RagConfig = field(default_factory=RagConfig)
     data: PrepareConfig = field(default_factory=PrepareConfig)
+    data_index: str | None = option(None, "data.task doc-grounded or mixture: the index (a name under `indexes`) whose "
+                                    "documents and retriever the examples' documents come from -- the RAG conditions' own")
     train: dict[str, Any] = option(help="TrainConfig settings shared by every adapter, e.g. {training: {max_steps: 60}}",
                                    default_factory=dict)
     adapters: dict[str, AdapterSpec] = option(
@@ -214,11 +216,37 @@ def plan(cfg: AblateConfig) -> Plan:
                     for bname, b in cfg.benchmarks.items() if _runs_on(c, bname)}
     given = (cfg.train.get("data") or {}).get("train")
     needs_data = any(cfg.adapters[a].path is None for a in used_adapters) and not given
+    grounded = cfg.data.task in ("doc-grounded", "mixture")
+    if needs_data and grounded:
+        if cfg.data_index is None or cfg.data_index not in cfg.indexes:
+            problems.append(f"data_index: data.task {cfg.data.task} retrieves its documents from an index; name one under "
+                            f"indexes ({', '.join(cfg.indexes)})")
+        else:
+            used_indexes.add(cfg.data_index)
+    indexes: dict[str, Unit] = {}
+    for name in sorted(i for i in used_indexes if i):
+        spec = cfg.indexes[name]
+        if spec.path is not None:
+            indexes[name] = Unit("index", name, _given_key(spec.path, f"indexes.{name}.path", problems), Path(spec.path), None)
+            continue
+        weights = _local_embedder_hash((spec.build.get("index") or {}).get("embedder"))
+        key = config_hash(spec.build if weights is None else {**spec.build, "embedder_files": weights})
+        idir = out / "indexes" / f"{name}-{key}"
+        indexes[name] = Unit("index", name, key, idir, build(IndexBuildConfig, {**spec.build, "out": str(idir)}, f"indexes.{name}"))
     data = None
     if needs_data:
-        key = config_hash(cfg.data)
+        settings = to_dict(cfg.data)
+        if grounded and cfg.data_index in indexes:
+            # the documents are assembled as the RAG cells assemble theirs: same index, query, budget and tokenizer
+            settings = deep_merge(settings, {"query": cfg.rag.query, "tokenizer": cfg.model.name,
+                                             "grounded": {"budget_tokens": cfg.rag.budget_tokens}})
+            key = config_hash({"data": settings, "index": indexes[cfg.data_index].key})
+        else:
+            key = config_hash(cfg.data)
         ddir = out / "data" / f"{cfg.data.task}-{key}"
-        data = Unit("data", cfg.data.task, key, ddir, from_dict(PrepareConfig, {**to_dict(cfg.data), "out": str(ddir / "train.jsonl")}))
+        extra = {"index": str(indexes[cfg.data_index].dir)} if grounded and cfg.data_index in indexes else {}
+        data = Unit("data", cfg.data.task, key, ddir, from_dict(PrepareConfig, {**settings, **extra,
+                                                                                "out": str(ddir / "train.jsonl")}))
     adapters: dict[str, Unit] = {}
     for name in sorted(used_adapters):
         spec = cfg.adapters[name]
@@ -227,6 +255,9 @@ def plan(cfg: AblateConfig) -> Plan:
             continue
         train = deep_merge({"name": "code", "seed": cfg.seed, "model": {"name": cfg.model.name, "cache_dir": cfg.model.cache_dir}},
                            cfg.train)
+        # problem-form examples are rendered with the prompt and RAG frame the cells use
+        train = deep_merge(train, {"prompt": to_dict(cfg.prompt), "rag": {
+            k: getattr(cfg.rag, k) for k in ("budget_tokens", "order", "min_tokens", "query")}})
         train = deep_merge(train, spec.set)
         train = deep_merge(train, {"peft": {"method": spec.method}})
         if data is not None:
@@ -239,16 +270,6 @@ def plan(cfg: AblateConfig) -> Plan:
         adir = out / "adapters" / f"{name}-{key}"
         tcfg = build(TrainConfig, {**train, "output_dir": str(adir)}, f"adapters.{name}")
         adapters[name] = Unit("adapter", name, key, adir, tcfg)
-    indexes: dict[str, Unit] = {}
-    for name in sorted(i for i in used_indexes if i):
-        spec = cfg.indexes[name]
-        if spec.path is not None:
-            indexes[name] = Unit("index", name, _given_key(spec.path, f"indexes.{name}.path", problems), Path(spec.path), None)
-            continue
-        weights = _local_embedder_hash((spec.build.get("index") or {}).get("embedder"))
-        key = config_hash(spec.build if weights is None else {**spec.build, "embedder_files": weights})
-        idir = out / "indexes" / f"{name}-{key}"
-        indexes[name] = Unit("index", name, key, idir, build(IndexBuildConfig, {**spec.build, "out": str(idir)}, f"indexes.{name}"))
     cells: list[Unit] = []
     for bname, b in cfg.benchmarks.items():
         for cname, c in cfg.conditions.items():

@@ -223,6 +223,17 @@ def token_counter(generator: Any) -> Callable[[str], int]:
 _DOCSTRING = re.compile(r'("""|\'\'\')(.*?)\1', re.DOTALL)
 
 
+def query_text(problem: Problem, docstring: bool = False) -> str:
+    """What RAG sends to the retriever for a problem (doc-grounded training retrieves with the same query)."""
+    if problem.get("rag_query"):  # a benchmark's own retrieval query (Spider: database + question)
+        return problem["rag_query"]
+    if docstring:
+        m = _DOCSTRING.search(problem["prompt"])
+        if m:
+            return m.group(2).strip()
+    return problem["prompt"].strip()
+
+
 class RagContexts:
     """Retrieve for a batch of problems and assemble each one's context under the token budget."""
 
@@ -232,13 +243,7 @@ class RagContexts:
         self.seconds = 0.0
 
     def query(self, problem: Problem) -> str:
-        if problem.get("rag_query"):  # a benchmark's own retrieval query (Spider: database + question)
-            return problem["rag_query"]
-        if self.cfg.query == "docstring":
-            m = _DOCSTRING.search(problem["prompt"])
-            if m:
-                return m.group(2).strip()
-        return problem["prompt"].strip()
+        return query_text(problem, self.cfg.query == "docstring")
 
     def __call__(self, problems: list[Problem]) -> list[tuple[str | None, dict[str, Any]]]:
         from dorag.retrieval.assemble import assemble_context

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from dorag.core.errors import DataError
 from dorag.core.io import write_json, write_jsonl
 from dorag.data.ast_extract import extract_from_tree, extract_stdlib
 from dorag.data.decontam import Decontaminator, benchmark_texts
+from dorag.data.docgrounded import DocGroundedConfig
 from dorag.data.sft_data import example_text, load_examples, pairs_from_functions
 from dorag.evaluation.benchmarks import load_problems
 
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 class PrepareConfig:
     """Which examples to build, and how to hold some out."""
 
-    task: Literal["code", "code-legacy", "docstring"] = option(
+    task: Literal["code", "code-legacy", "docstring", "doc-grounded", "mixture"] = option(
         "code", "code: docstring->code, rendered with the evaluation prompt; code-legacy: the same pairs in the "
-        "pre-issue-19 instruction format; docstring: code->docstring")
+        "pre-issue-19 instruction format; docstring: code->docstring; doc-grounded: RAFT examples with oracle and "
+        "distractor documents; mixture: examples without documents (no_docs_sources) mixed with doc-grounded ones")
     sources: tuple[str, ...] = option(("stdlib",), "stdlib, package:NAME, a source directory, or a JSONL/JSON/parquet file")
     out: str = option("data/train.jsonl", "training JSONL; the held-out split goes to <out stem>.eval.jsonl")
     eval_fraction: float = option(0.05, "share held out (by a hash of the example id, so it is stable)")
@@ -39,9 +41,25 @@ class PrepareConfig:
     benchmark_paths: dict[str, str] = option(help="local files for benchmarks that need one, e.g. {mbpp: sanitized-mbpp.json}",
                                              default_factory=dict)
     ngram: int = option(10, "n-gram size for the overlap test")
+    grounded: DocGroundedConfig = field(default_factory=DocGroundedConfig)
+    index: str | None = option(None, "doc-grounded: the index (directory) that retrieves the distractors -- the one "
+                               "the RAG conditions use; default: a BM25 index of the sources, built in memory")
+    query: Literal["prompt", "docstring"] = option("prompt", "doc-grounded: what is sent to the retriever (rag.query)")
+    tokenizer: str | None = option(None, "doc-grounded: the model whose tokenizer counts document tokens for the budget")
+    mix: dict[str, float] = option(help="mixture: shares of examples without documents, with the oracle, and with "
+                                   "distractors only", default_factory=lambda: {"no-docs": 0.4, "oracle": 0.48,
+                                                                                "distractors": 0.12})
+    no_docs_sources: tuple[str, ...] = option(("selfgen",), "mixture: where the examples without documents come "
+                                              "from: selfgen (the shipped self-generated set), stdlib (docstring->code "
+                                              "pairs), or problem-form JSONL files")
 
     def check(self) -> list[str]:
         problems = []
+        if self.task == "mixture":
+            unknown = sorted(set(self.mix) - {"no-docs", "oracle", "distractors"})
+            if unknown or not self.mix or any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
+                problems.append("mix: give non-negative shares of no-docs, oracle and distractors"
+                                + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
         if not 0 <= self.eval_fraction < 1:
             problems.append(f"eval_fraction: must be in [0, 1), got {self.eval_fraction}")
         if not self.sources:
@@ -139,12 +157,18 @@ def _bucket(ex_id: str) -> float:
     return int(hashlib.sha1(ex_id.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def prepare(cfg: PrepareConfig) -> PrepareReport:
-    examples, dropped = collect(cfg)
-    examples, contaminated = decontaminate(examples, cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
-    dropped.update(contaminated)
-    held = [ex for ex in examples if _bucket(ex["id"]) < cfg.eval_fraction]
-    train = [ex for ex in examples if _bucket(ex["id"]) >= cfg.eval_fraction]
+def prepare(cfg: PrepareConfig, progress: Callable[[str], None] = lambda m: None) -> PrepareReport:
+    extra: dict[str, Any] = {}
+    if cfg.task in ("doc-grounded", "mixture"):
+        from dorag.experiments.grounded_data import grounded_and_mixture
+
+        train, held, dropped, extra = grounded_and_mixture(cfg, progress)
+    else:
+        examples, dropped = collect(cfg)
+        examples, contaminated = decontaminate(examples, cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
+        dropped.update(contaminated)
+        held = [ex for ex in examples if _bucket(ex["id"]) < cfg.eval_fraction]
+        train = [ex for ex in examples if _bucket(ex["id"]) >= cfg.eval_fraction]
     if cfg.limit is not None:
         train = sorted(train, key=lambda ex: _bucket("limit:" + ex["id"]))[: cfg.limit]
     out = Path(cfg.out)
@@ -154,5 +178,5 @@ def prepare(cfg: PrepareConfig) -> PrepareReport:
     report = PrepareReport(out, eval_path, len(train), len(held), dropped)
     write_json(out.with_name(out.name.removesuffix(".jsonl") + ".report.json"),
                {"train": str(out), "eval": str(eval_path), "n_train": len(train), "n_eval": len(held),
-                "dropped": dropped, "task": cfg.task, "sources": list(cfg.sources)})
+                "dropped": dropped, "task": cfg.task, "sources": list(cfg.sources), **extra})
     return report

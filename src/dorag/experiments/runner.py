@@ -94,9 +94,11 @@ def run_ablation(cfg: AblateConfig, say: Say = lambda m: None, bar: Bar = _no_ba
 
 def _run(cfg: AblateConfig, p: Plan, out: Path, cells: list[Unit], say: Say, bar: Bar) -> dict[str, Any]:
     adapters = [u for n, u in p.adapters.items() if any(c.adapter == n for c in cells)]
-    indexes = [u for n, u in p.indexes.items() if any(c.index == n for c in cells)]
-    data = p.data if p.data and any(u.config is not None for u in adapters) else None
-    units = [*([data] if data else []), *adapters, *indexes, *cells]
+    data = p.data if p.data and any(u.config is not None and not u.done() for u in adapters) else None
+    # an index that doc-grounded data retrieves from is built before the data
+    data_index = cfg.data_index if data is not None and cfg.data.task in ("doc-grounded", "mixture") else None
+    indexes = [u for n, u in p.indexes.items() if any(c.index == n for c in cells) or n == data_index]
+    units = [*indexes, *([data] if data else []), *adapters, *cells]
     progress = Progress(units, say)
     say(f"ablation {cfg.name}: {len(cells)} cells ({len({c.condition for c in cells})} conditions x "
         f"{len({c.benchmark for c in cells})} benchmarks), {progress.done} of {progress.total} units already done")
@@ -106,14 +108,14 @@ def _run(cfg: AblateConfig, p: Plan, out: Path, cells: list[Unit], say: Say, bar
     tracker.set_tags({"git_sha": git_sha() or "unknown", "dorag.stage": "ablate"})
     status = "failed"
     try:
+        for unit in indexes:
+            if not unit.done():
+                _build_index(unit, progress, say, bar)
         if data and not data.done():
             _prepare(data, progress, say)
         for unit in adapters:
             if not unit.done():
                 _train(unit, progress, say)
-        for unit in indexes:
-            if not unit.done():
-                _build_index(unit, progress, say, bar)
         _run_cells(cfg, p, cells, progress, say, bar)
         result = collect(cfg, p, cells)
         result["stage_s"] = {kind: round(sum(v), 2) for kind, v in progress.spent.items()}  # this invocation only
@@ -142,7 +144,7 @@ def _prepare(unit: Unit, progress: Progress, say: Say) -> None:
     from dorag.experiments.prepare import prepare
 
     t0 = progress.start(unit)
-    rep = prepare(unit.config)
+    rep = prepare(unit.config, progress=say)
     write_json(unit.dir / "report.json", {"n_train": rep.n_train, "n_eval": rep.n_eval, "dropped": rep.dropped})
     say(f"  training data: {rep.n_train} train / {rep.n_eval} held out ({progress.finish(unit, t0):.0f} s)")
 
@@ -233,7 +235,7 @@ def _check_benchmarks(cells: list[Unit]) -> None:
     seen = set()
     for cell in cells:
         g = cell.config
-        source = (g.benchmark, g.problems, g.limit, g.benchmark_path)
+        source = (g.benchmark, g.problems, g.limit, g.benchmark_path, g.sample)
         if source not in seen:
             seen.add(source)
             _problems(cell)
@@ -243,7 +245,7 @@ def _problems(cell: Unit) -> list[dict[str, Any]]:
     from dorag.evaluation.benchmarks import load_problems
 
     g = cell.config
-    return load_problems(g.benchmark, g.problems, g.limit, g.benchmark_path)
+    return load_problems(g.benchmark, g.problems, g.limit, g.benchmark_path, g.sample)
 
 
 def _score(cell: Unit, problems: list[dict[str, Any]], cfg: AblateConfig, bar: Bar) -> dict[str, Any]:

@@ -151,6 +151,18 @@ def load_transformers(cfg: ModelConfig, progress: Callable[[str], None] = lambda
     return model, tok
 
 
+def load_tokenizer(name: str, cache_dir: str | None = None) -> Any:
+    """The tokenizer of a registered model, local path or hub id (provisioned or cached; no weights loaded)."""
+    transformers = require("transformers", extra="models")
+    from dorag.models import registry
+
+    location, gguf = registry.resolve(name, cache_dir)
+    extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    extra.update(hub_options(name, location))
+    with load_errors(name, location, extra):
+        return transformers.AutoTokenizer.from_pretrained(location, **extra)
+
+
 def load_generator(cfg: ModelConfig, progress: Callable[[str], None] = lambda m: None) -> Any:
     """A Generator for `cfg`: TransformersGenerator or OpenAIGenerator."""
     if cfg.backend == "openai":
