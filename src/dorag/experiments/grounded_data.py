@@ -105,8 +105,8 @@ def _no_docs_examples(sources: tuple[str, ...]) -> list[dict[str, Any]]:
                 raise DataError(f"no shipped self-generated set at {SHIPPED_SELFGEN}; build one with dorag data selfgen "
                                 "and pass its train.jsonl in no_docs_sources")
             out += load_examples(SHIPPED_SELFGEN)
-        elif src == "stdlib":
-            out += pairs_from_functions(extract_stdlib(), "code")[0]
+        elif src == "stdlib" or src.startswith("package:") or Path(src).is_dir():
+            out += pairs_from_functions(_records((src,)), "code")[0]
         else:
             out += load_examples(src)
     bad = [ex["id"] for ex in out if "problem" not in ex]

@@ -50,8 +50,8 @@ class PrepareConfig:
                                    "distractors only", default_factory=lambda: {"no-docs": 0.4, "oracle": 0.48,
                                                                                 "distractors": 0.12})
     no_docs_sources: tuple[str, ...] = option(("selfgen",), "mixture: where the examples without documents come "
-                                              "from: selfgen (the shipped self-generated set), stdlib (docstring->code "
-                                              "pairs), or problem-form JSONL files")
+                                              "from: selfgen (the shipped self-generated set), stdlib, package:NAME or a "
+                                              "directory (docstring->code pairs), or problem-form JSONL files")
 
     def check(self) -> list[str]:
         problems = []
