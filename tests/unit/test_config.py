@@ -104,6 +104,7 @@ def test_shipped_configs_validate():
     from dorag.experiments.indexing import IndexBuildConfig
     from dorag.experiments.prepare import PrepareConfig
     from dorag.data.synth import SynthConfig
+    from dorag.experiments.selfgen import SelfGenConfig
     from dorag.training.config import TrainConfig
     from dorag.training.retriever_config import RetrieverTrainConfig
 
@@ -111,7 +112,8 @@ def test_shipped_configs_validate():
     from dorag.experiments.profiles import resolve_ablate_data
 
     classes = {"generate": GenerateConfig, "train": TrainConfig, "prepare": PrepareConfig, "index": IndexBuildConfig,
-               "gate": GateConfig, "ablate": AblateConfig, "synth": SynthConfig, "retriever": RetrieverTrainConfig}
+               "gate": GateConfig, "ablate": AblateConfig, "synth": SynthConfig, "retriever": RetrieverTrainConfig,
+               "selfgen": SelfGenConfig}
     configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
     assert len(configs) >= 6
     for path in configs:

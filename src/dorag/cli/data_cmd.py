@@ -114,3 +114,37 @@ def _llm_generate(base_url: str | None, model: str | None) -> Callable[[list[str
         return [o[0].text if o else "" for o in outs]
 
     return generate
+
+
+@app.command("selfgen")
+def selfgen(
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. n_samples=8 fewshot=2"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="output directory (default data/selfgen); re-run to resume"),
+    n_seeds: Optional[int] = typer.Option(None, help="seed functions to use (default 40)"),
+    writer: Optional[str] = typer.Option(None, help="the writer model (default: the packaged default model), or the "
+                                         "served name at --llm-base-url"),
+    llm_base_url: Optional[str] = typer.Option(None, help="an OpenAI-compatible server, e.g. http://localhost:8000/v1"),
+    source: Optional[List[str]] = typer.Option(None, help="seed code: stdlib (default), package:NAME, a directory; repeatable"),
+    seed: Optional[int] = typer.Option(None, help="seed of the seed order, the sampling and the held-out split"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (configs/selfgen-*.yaml)"),
+) -> None:
+    """Self-generated, execution-verified problems: the model writes problem, solutions and tests; CodeT keeps one."""
+    from dorag.cli.common import env_defaults
+    from dorag.experiments.selfgen import SelfGenConfig, run_selfgen
+    from dorag.models.loading import check_available, check_model_name, load_generator
+
+    cfg = build_config(SelfGenConfig, config, {"out": out, "n_seeds": n_seeds, "writer": writer,
+                                               "llm_base_url": llm_base_url, "sources": source or None, "seed": seed},
+                       overrides or [])
+    env = {k.split(".", 1)[1]: v for k, v in env_defaults().items() if k.startswith("model.")}
+    mcfg = cfg.model_config(**env)
+    if mcfg.backend == "transformers":  # an unknown model fails before the standard library is read
+        check_model_name(mcfg)
+        check_available(mcfg.name, mcfg.cache_dir)
+    report = run_selfgen(cfg, lambda: load_generator(mcfg, progress=echo), progress=echo)
+    c = report["counts"]
+    print(f"seeds {c['seeds_done']}/{report['seeds_planned']}: {c['problems_written']} problems written, "
+          f"{c['problems_parsed']} parsed, {c['problems_kept']} kept ({report['pass_rate']:.0%} of parsed); "
+          f"{c['solutions_sampled']} solutions, {c['tests_written']} tests (+{c['tests_from_docstrings']} from docstrings)")
+    print("decontamination drops: " + (", ".join(f"{k}={v}" for k, v in report["decontamination_drops"].items()) or "none"))
+    print(f"wrote {c['train']} train records and {c['heldout']} held-out problems to {cfg.out}")

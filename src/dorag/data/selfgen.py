@@ -1,0 +1,531 @@
+"""Self-generated, execution-verified training problems: the pure logic (prompts, parsing, selection, records).
+
+The writer model sees one seed function from real code and writes a new HumanEval-style problem stub
+inspired by it (OSS-Instruct, arXiv 2312.02120 sec. 2; Self-OSS-Instruct in StarCoder2-Instruct). It then
+answers the problem through the benchmark's own prompt, several times, and, in a separate conversation
+that never shows a solution, writes assert tests. Solutions and tests are matched by execution and the
+CodeT dual-agreement rule picks the solution (arXiv 2207.10397 sec. 2.2); only verified answers are kept
+(rejection sampling, STaR arXiv 2203.14465 sec. 3.1). Each step asks for one small thing in a format the
+model follows, because one prompt for problem + solution + tests gave no parseable triple from a 0.5B model.
+
+Nothing here runs a model or untrusted code; `dorag.experiments.selfgen` wires this to a generator and the
+sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import doctest
+import hashlib
+import re
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dorag.core.types import Prompt
+from dorag.data.ast_extract import FunctionRecord, dedupe_key, is_useful_docstring
+from dorag.data.postprocess import extract_code
+
+# -------------------------------------------------------------------------------------------- seeds
+
+# Seeds that touch the outside world make problems whose tests cannot run in a sandbox.
+_IMPURE = re.compile(r"\b(open|print|input|exec|eval|compile|__import__|getattr|setattr)\s*\(|\b(os|sys|subprocess|"
+                     r"socket|threading|signal|shutil|tempfile|select|time|asyncio|ctypes|_thread|io)\.|\byield\b|"
+                     r"\bglobal\b|\bnonlocal\b|\bawait\b|\bwarnings\.")
+_EXCLUDED_MODULES = re.compile(r"(^|\.)(tkinter|turtle|curses|idlelib|unittest|test|tests|multiprocessing|asyncio|"
+                               r"concurrent|ctypes|zorbel|unseen_api|distutils|lib2to3|pydoc|pdb|bdb|socket|ssl|"
+                               r"subprocess|threading|logging|xmlrpc|ftplib|imaplib|smtplib|poplib|nntplib|telnetlib|"
+                               r"importlib|sysconfig|site|platform|tty|pty|shutil|tempfile|os|sys|venv|ensurepip|"
+                               r"pickletools|pickle|dis|trace|tracemalloc|cProfile|profile|pstats)(\.|$)")
+# Modules of pure computation: a seed may call them (math.gcd, re.sub), and their methods make good seeds.
+PURE_MODULES = frozenset({"math", "cmath", "re", "string", "itertools", "functools", "operator", "collections",
+                          "heapq", "bisect", "statistics", "fractions", "decimal", "_pydecimal", "textwrap",
+                          "unicodedata", "colorsys", "calendar", "datetime", "base64", "binascii", "struct",
+                          "keyword", "difflib", "fnmatch", "posixpath", "ntpath", "genericpath", "html", "json",
+                          "copy", "random", "shlex", "csv", "urllib", "ipaddress", "email", "graphlib", "numbers",
+                          "pprint", "reprlib", "tokenize", "encodings", "gettext", "locale", "configparser",
+                          "getopt", "optparse", "argparse", "tomllib", "plistlib", "quopri", "uu", "stringprep",
+                          "hmac", "hashlib", "nturl2path", "_strptime", "sre_parse", "sre_compile", "zlib"})
+_PURE_BUILTINS = frozenset(dir(builtins)) - {"open", "print", "input", "exec", "eval", "compile", "__import__",
+                                             "globals", "locals", "vars", "breakpoint", "exit", "quit", "help"}
+
+
+def _free_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names the function reads but neither binds nor receives: its dependencies on its module."""
+    bound: set[str] = set()
+    loads: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name):
+            (loads if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not fn:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return loads - bound
+
+
+def seed_tier(rec: FunctionRecord, max_lines: int = 40) -> int | None:
+    """How good a seed `rec` is (0 best), or None for a function no problem should grow from.
+
+    Every seed is a small function with some logic (a loop, a comprehension or a branch) and no I/O, in
+    a public module that is neither a benchmark (zorbel, the unseen-API library, never qualifies) nor
+    tooling. Tier 0: a documented, self-contained, module-level function (it reads only builtins and pure
+    modules); tier 1: any such function or method of a module of pure computation (`PURE_MODULES`);
+    tier 2: the rest.
+    """
+    top = rec.module.split(".")[0]
+    if rec.name.startswith("__") or _EXCLUDED_MODULES.search(rec.module) or "zorbel" in rec.path \
+            or "unseen_api" in rec.path or (top.startswith("_") and top not in PURE_MODULES):
+        return None
+    if not 4 <= rec.code.count("\n") <= max_lines or _IMPURE.search(rec.code_without_docstring):
+        return None
+    try:
+        fn = ast.parse(rec.code).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or isinstance(fn, ast.AsyncFunctionDef):
+        return None
+    if not any(isinstance(n, (ast.For, ast.While, ast.If, ast.IfExp, ast.comprehension)) for n in ast.walk(fn)):
+        return None
+    documented = is_useful_docstring(rec.docstring, rec.name)
+    if documented and not rec.is_method and not rec.name.startswith("_") and not fn.decorator_list \
+            and _free_names(fn) <= _PURE_BUILTINS | PURE_MODULES:
+        return 0
+    return 1 if top in PURE_MODULES else 2
+
+
+def select_seeds(records: Iterable[FunctionRecord], n: int, seed: int, max_lines: int = 40) -> list[FunctionRecord]:
+    """The first `n` seeds by tier, in a seeded hash order within a tier, one per distinct body.
+
+    The order does not depend on `n`, so a larger run extends a smaller one with the same seeds first.
+    """
+    pool: dict[str, tuple[int, FunctionRecord]] = {}
+    for rec in records:
+        tier = seed_tier(rec, max_lines)
+        if tier is not None:
+            pool.setdefault(dedupe_key(rec.code_without_docstring), (tier, rec))
+    ranked = sorted(pool.values(), key=lambda tr: (tr[0], _hash(f"{seed}:{tr[1].id}"), tr[1].id))
+    return [rec for _, rec in ranked[:n]]
+
+
+def _hash(text: str, n: int = 16) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:n]
+
+
+def bucket(text: str) -> float:
+    """A stable number in [0, 1) for a seeded split."""
+    return int(_hash(text, 8), 16) / 2**32
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+PROBLEM_INSTRUCTION = (
+    "Write one new, self-contained Python programming exercise inspired by it, in the style of HumanEval. "
+    "Give only the stub: the imports it needs, one function signature with type hints, and a docstring that "
+    "states the task precisely and shows one or two examples as `>>>` lines with their expected output. "
+    "Do not implement it: the body is `...`. Use only the standard library."
+)
+PROBLEM_PREFIX = "```python\n"
+
+# Few-shot turns (seed -> stub), written for this module; neither is a benchmark problem.
+FEWSHOT: tuple[tuple[str, str], ...] = (
+    ('def commonprefix(m):\n    "Given a list of pathnames, returns the longest common leading component"\n'
+     "    if not m: return ''\n    s1 = min(m)\n    s2 = max(m)\n    for i, c in enumerate(s1):\n"
+     "        if c != s2[i]:\n            return s1[:i]\n    return s1\n",
+     "from typing import List\n\n\ndef shared_suffix_length(words: List[str]) -> int:\n"
+     '    """Return the length of the longest suffix that every word in `words` ends with.\n'
+     "    An empty list has no shared suffix, so the answer is 0.\n"
+     "    >>> shared_suffix_length(['running', 'jumping', 'swimming'])\n    3\n"
+     "    >>> shared_suffix_length(['cat', 'dog'])\n    0\n"
+     '    """\n    ...\n'),
+    ('def escape(s, quote=True):\n    """Replace special characters "&", "<" and ">" to HTML-safe sequences."""\n'
+     '    s = s.replace("&", "&amp;")\n    s = s.replace("<", "&lt;")\n    s = s.replace(">", "&gt;")\n'
+     "    return s\n",
+     "def count_markup_chars(text: str) -> dict:\n"
+     "    \"\"\"Count how often each of the characters '&', '<' and '>' occurs in `text`.\n"
+     "    Characters that do not occur are left out of the result.\n"
+     "    >>> count_markup_chars('a < b && c')\n    {'<': 1, '&': 2}\n"
+     "    >>> count_markup_chars('plain')\n    {}\n"
+     '    """\n    ...\n'),
+)
+FEWSHOT_NAMES = ("shared_suffix_length", "count_markup_chars")
+
+TESTS_INSTRUCTION = (
+    "Write a `check(candidate)` function with {n} assert statements that call `candidate` (this function) on "
+    "concrete inputs and compare the result with the exact expected value. Cover the docstring's examples "
+    "and a few edge cases."
+)
+TESTS_PREFIX = "```python\ndef check(candidate):\n    assert candidate("
+
+
+def _seed_user(seed_code: str) -> str:
+    return f"Here is a function from the Python standard library:\n```python\n{seed_code.rstrip()}\n```\n\n{PROBLEM_INSTRUCTION}"
+
+
+def seed_code(rec: FunctionRecord, max_lines: int = 40) -> str:
+    return "\n".join(rec.code.splitlines()[:max_lines]) + "\n"
+
+
+def problem_prompt(rec: FunctionRecord, fewshot: int = 1, max_lines: int = 40) -> Prompt:
+    """A chat asking for one problem stub inspired by `rec`, after `fewshot` worked examples."""
+    messages: list[tuple[str, str]] = []
+    for code, stub in FEWSHOT[:fewshot]:
+        messages += [("user", _seed_user(code)), ("assistant", f"```python\n{stub}```")]
+    messages.append(("user", _seed_user(seed_code(rec, max_lines))))
+    return Prompt(messages=tuple(messages), response_prefix=PROBLEM_PREFIX)
+
+
+def tests_prompt(problem_text: str, n_tests: int = 6) -> Prompt:
+    """A chat asking for asserts on the problem stub alone (the model sees no solution)."""
+    user = f"Here is a Python function stub:\n```python\n{problem_text.rstrip()}\n```\n\n{TESTS_INSTRUCTION.format(n=n_tests)}"
+    return Prompt(messages=(("user", user),), response_prefix=TESTS_PREFIX)
+
+
+# ---------------------------------------------------------------------------------------- problems
+
+
+@dataclass
+class ParsedProblem:
+    prompt: str  # HumanEval form: imports, signature and docstring, ending with a newline
+    entry_point: str
+    docstring: str
+    n_examples: int  # >>> lines in the docstring
+
+
+_STUB = (ast.Pass,)
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"typing", "__future__"}
+
+
+def _is_stub(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, _STUB):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis:
+        return True
+    return isinstance(stmt, ast.Raise) and "NotImplementedError" in ast.unparse(stmt)
+
+
+def _is_demo(node: ast.stmt) -> bool:
+    """Example code after the stub (prints, calls, a main guard) that the problem can do without."""
+    if isinstance(node, ast.Expr):
+        return True
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__")
+
+
+def parse_problem(text: str, seen_names: set[str] | frozenset[str] = frozenset(), min_words: int = 6,
+                  require_examples: bool = True) -> ParsedProblem | str:
+    """The problem stub in a model's answer, normalised to HumanEval prompt form, or why it was rejected.
+
+    Accepted: imports (standard library only) and exactly one top-level function with a real docstring and
+    a stub body (`...`, `pass`, `raise NotImplementedError`), at least one parameter, a new name. Demo
+    calls after the function are dropped; any other top-level code rejects the answer.
+    """
+    code = extract_code(text)
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return "syntax"
+    imports: list[ast.stmt] = []
+    funcs: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            funcs.append(node)
+        elif not _is_demo(node):
+            return "extra code"
+    if not funcs:
+        return "no function"
+    if len(funcs) > 1:
+        return "several definitions"
+    fn = funcs[0]
+    if not isinstance(fn, ast.FunctionDef) or fn.decorator_list:
+        return "not a plain function"
+    for imp in imports:
+        mods = [a.name for a in imp.names] if isinstance(imp, ast.Import) else [imp.module or ""]
+        if any(m.split(".")[0] not in _STDLIB for m in mods):
+            return "non-stdlib import"
+    doc = ast.get_docstring(fn)
+    if not doc:
+        return "no docstring"
+    body = fn.body[1:]
+    if body and not all(_is_stub(s) for s in body):
+        return "has a body"
+    all_args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+    if not all_args and not fn.args.vararg:
+        return "no parameters"
+    if fn.name.startswith("_") or len(fn.name) < 3:
+        return "trivial name"
+    if fn.name in seen_names:
+        return "duplicate name"
+    n_examples = doc.count(">>>")
+    description = " ".join(line for line in doc.splitlines() if not line.strip().startswith(">>>"))
+    if len(re.findall(r"[A-Za-z]{2,}", description)) < min_words:
+        return "trivial docstring"
+    if require_examples and not n_examples:
+        return "no examples"
+    lines = code.splitlines()
+    head = "".join(ast.get_source_segment(code, i) + "\n" for i in imports)  # type: ignore[operator]
+    stub = "\n".join(lines[fn.lineno - 1 : fn.body[0].end_lineno]) + "\n"
+    prompt = (head + "\n\n" if head else "") + stub
+    try:
+        ast.parse(prompt)
+    except SyntaxError:
+        return "syntax"
+    return ParsedProblem(prompt, fn.name, doc, n_examples)
+
+
+# Problem writing stops where the docstring closes, so the model cannot go on to write a body: a 0.5B
+# model writes one after the docstring in most answers, whatever the instruction says (measured in
+# docs/training-data.md). `close_docstring` puts the closing quotes back.
+PROBLEM_STOPS: tuple[str, ...] = ('"""\n', "'''\n", "\n```")
+
+
+def close_docstring(text: str) -> str:
+    """`text` with the docstring quotes that a stop sequence cut off closed again."""
+    for quote in ('"""', "'''"):
+        if text.count(quote) % 2 == 1:
+            return text + quote + "\n"
+    return text
+
+
+def signature_key(prompt: str, entry_point: str) -> tuple[str, str] | None:
+    """(name, unparsed arguments) of the entry point: what an exact signature match compares."""
+    try:
+        tree = ast.parse(prompt)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point:
+            return node.name, ast.unparse(node.args)
+    return None
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+class _ToCandidate(ast.NodeTransformer):
+    def __init__(self, entry_point: str) -> None:
+        self.entry_point = entry_point
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.copy_location(ast.Name("candidate", node.ctx), node) if node.id == self.entry_point else node
+
+
+def _calls_candidate(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "candidate"
+               for n in ast.walk(node))
+
+
+def _normalise_assert(node: ast.Assert, entry_point: str) -> str | None:
+    node = _ToCandidate(entry_point).visit(node)
+    return ast.unparse(node) if _calls_candidate(node.test) else None
+
+
+def _parse_prefix(code: str) -> ast.Module | None:
+    lines = code.split("\n")
+    for end in range(len(lines), 0, -1):
+        try:
+            return ast.parse("\n".join(lines[:end]))
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
+def parse_tests(text: str, entry_point: str, max_tests: int = 10) -> list[str]:
+    """Assert statements from a model's `check(candidate)` answer, one per test, each calling the function.
+
+    Calls by the function's own name become calls of `candidate`; a truncated tail is cut back to what
+    parses; duplicates and asserts that do not call the function are dropped.
+    """
+    code = extract_code(text)
+    tree = _parse_prefix(code)
+    if tree is None:
+        return []
+    stmts: list[ast.stmt] = []
+    for node in tree.body:
+        stmts += node.body if isinstance(node, ast.FunctionDef) and node.name == "check" else [node]
+    out: list[str] = []
+    for stmt in stmts:
+        if isinstance(stmt, ast.Assert):
+            src = _normalise_assert(stmt, entry_point)
+            if src and src not in out:
+                out.append(src)
+    return out[:max_tests]
+
+
+def doctest_asserts(docstring: str, entry_point: str) -> list[str]:
+    """The docstring's ``>>>`` examples as asserts, where the expected output is a Python literal."""
+    out: list[str] = []
+    try:
+        examples = doctest.DocTestParser().get_examples(docstring)
+    except ValueError:
+        return out
+    for ex in examples:
+        want = ex.want.strip()
+        try:
+            call = ast.parse(ex.source.strip(), mode="eval").body
+            ast.literal_eval(want)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            continue
+        test = f"assert {ast.unparse(call)} is None" if want == "None" else f"assert {ast.unparse(call)} == {want}"
+        src = _normalise_assert(ast.parse(test).body[0], entry_point)  # type: ignore[arg-type]
+        if src and src not in out:
+            out.append(src)
+    return out
+
+
+def check_code(asserts: Sequence[str]) -> str:
+    """HumanEval's test form: ``def check(candidate):`` with one assert a line."""
+    return "def check(candidate):\n" + "".join(f"    {a}\n" for a in asserts)
+
+
+# --------------------------------------------------------------------------------- CodeT selection
+
+
+@dataclass
+class Selection:
+    solution: int  # index of the kept solution
+    tests: tuple[int, ...]  # indices of the tests it passes (the problem's test from now on)
+    group: tuple[int, ...]  # solutions that pass exactly those tests
+    score: int  # len(group) * len(tests), CodeT's consensus score
+
+
+def select_codet(passed: Sequence[Sequence[bool]], greedy: int | None = None,
+                 informative: Sequence[bool] | None = None, min_tests: int = 2,
+                 min_agree: int = 2) -> Selection | str:
+    """CodeT dual agreement (arXiv 2207.10397 sec. 2.2) over a solutions x tests pass matrix.
+
+    Solutions are grouped by the set of tests they pass; a group scores (#solutions) x (#tests passed).
+    The best group (ties: the one holding the greedy solution, then more tests, then the earliest) gives
+    one solution, the greedy one if it is in the group, else the group's first. `informative[j]` False
+    marks a test that even a stub passes; it is ignored. Returns the selection or why there is none.
+    """
+    if not passed:
+        return "no solutions"
+    n_tests = len(passed[0])
+    use = [informative is None or bool(informative[j]) for j in range(n_tests)]
+    if sum(use) < min_tests:
+        return "too few tests"
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(passed):
+        key = tuple(j for j in range(n_tests) if row[j] and use[j])
+        groups.setdefault(key, []).append(i)
+    if all(not key for key in groups):
+        return "all tests failed"
+
+    def rank(item: tuple[tuple[int, ...], list[int]]) -> tuple[int, int, int, int]:
+        key, members = item
+        return (len(members) * len(key), int(greedy in members), len(key), -members[0])
+
+    key, members = max(groups.items(), key=rank)
+    if len(key) < min_tests:
+        return "passes too few tests"
+    if len(members) < min_agree:
+        return "no agreement"
+    chosen = greedy if greedy in members else members[0]
+    return Selection(chosen, key, tuple(members), len(members) * len(key))
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+@dataclass
+class Spliced:
+    target: str  # the whole self-contained solution: prompt code with the verified body
+    body: str  # HumanEval's canonical_solution: what follows the prompt
+
+
+def splice(prompt: str, completion: str, entry_point: str) -> Spliced | None:
+    """Put a solution's body under the problem's own signature and docstring.
+
+    `completion` is what ``to_completion`` made of an answer: a full program that redefines the entry
+    point, or a bare body. Imports the solution adds go first; helpers it defines go after the function.
+    """
+    try:
+        tree = ast.parse(completion)
+    except (SyntaxError, ValueError):
+        return None
+    fn = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and n.name == entry_point), None)
+    if fn is None:  # a body continuing the prompt
+        body = completion.lstrip("\n")
+        return Spliced(prompt + body, body) if body.strip() else None
+    lines = completion.split("\n")
+    stmts = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+    if not stmts or all(_is_stub(s) for s in stmts):
+        return None
+    body = textwrap.indent(textwrap.dedent("\n".join(lines[stmts[0].lineno - 1 : fn.end_lineno])), "    ")
+    body = body.rstrip() + "\n"
+    prompt_imports = {ast.unparse(n) for n in ast.parse(prompt).body if isinstance(n, (ast.Import, ast.ImportFrom))}
+    extra_imports, helpers = [], []
+    for node in tree.body:
+        if node is fn:
+            continue
+        seg = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if ast.unparse(node) not in prompt_imports:
+                extra_imports.append(seg)
+        else:
+            helpers.append(seg)
+    head = "".join(i + "\n" for i in extra_imports)
+    tail = "".join("\n\n" + h + "\n" for h in helpers)
+    target = (head + "\n" if head else "") + prompt + body + tail
+    canonical = body + (("\n\n" + head if head else "") + tail if head or helpers else "")
+    return Spliced(target, canonical)
+
+
+@dataclass
+class Kept:
+    """One verified problem, ready to be written as a training record or a held-out problem."""
+
+    seed_function: str
+    prompt: str
+    entry_point: str
+    asserts: list[str]
+    target: str
+    body: str
+    n_samples: int
+    n_agree: int
+    writer: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return "selfgen:" + _hash(self.prompt, 12)
+
+    def problem(self, n: int) -> dict[str, Any]:
+        return {"task_id": f"selfgen/{n}", "prompt": self.prompt, "entry_point": self.entry_point,
+                "test": check_code(self.asserts)}
+
+
+def train_record(k: Kept, n: int) -> dict[str, Any]:
+    """The training-record format the SFT renderer reads (see docs/training-data.md)."""
+    return {"id": k.id, "task": "code", "source": "selfgen", "problem": k.problem(n), "target": k.target,
+            "meta": {"seed_function": k.seed_function, "n_samples": k.n_samples, "n_agree": k.n_agree,
+                     "n_tests": len(k.asserts), "writer": k.writer, **k.meta}}
+
+
+def heldout_problem(k: Kept, n: int) -> dict[str, Any]:
+    """A HumanEval-format problem (task_id, prompt, canonical_solution, test, entry_point)."""
+    p = k.problem(n)
+    return {"task_id": p["task_id"], "prompt": p["prompt"], "canonical_solution": k.body, "test": p["test"],
+            "entry_point": p["entry_point"]}
+
+
+def split_kept(kept: Sequence[Kept], heldout_fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train records, held-out problems): a seeded share of problems by id hash; task ids number them all."""
+    train, held = [], []
+    for n, k in enumerate(kept):
+        if bucket(f"heldout:{seed}:{k.id}") < heldout_fraction:
+            held.append(heldout_problem(k, n))
+        else:
+            train.append(train_record(k, n))
+    return train, held
