@@ -118,5 +118,20 @@ def test_the_mixed_recipe_reads_the_rag_index_and_trains_with_the_cells_prompt(t
     assert lora.rag.budget_tokens == 768 and lora.prompt.instruction == p.cells[0].config.prompt.instruction
     rebuilt = plan(_cfg(out=str(tmp_path), indexes={"stdlib": {"build": {"sources": ["stdlib"], "index": {"method": "bm25", "bm25_k1": 1.2}}}}))
     assert rebuilt.data.key != p.data.key and rebuilt.adapters["lora"].key != p.adapters["lora"].key  # data follows its index
-    with pytest.raises(ConfigError, match="data_index: data.task mixture retrieves its documents from an index"):
+    with pytest.raises(ConfigError, match=r"data_index: data.task mixture \(adapter dora\) retrieves its documents from an index"):
         plan(_cfg(out=str(tmp_path), data_index=None))
+
+
+def test_the_full_profile_keeps_the_old_recipe_as_its_own_adapter_and_data(tmp_path):
+    from dorag.core.config import deep_merge
+
+    p = plan(from_dict(AblateConfig, deep_merge(load_profile("full"), {"out": str(tmp_path)})))
+    assert {c.benchmark for c in p.cells} == {"humaneval", "unseen-api", "unseen-api-shift"}
+    assert {c.condition for c in p.cells} == {*SIX, "dora_legacy_only", "dora_legacy_rag"} and len(p.cells) == 24
+    new, old = p.adapter_data["dora"], p.adapter_data["dora_legacy"]
+    assert new is p.data and new.config.task == "mixture" and new.config.limit == 800
+    assert old.config.task == "code-legacy" and old.config.limit is None and old.dir != new.dir
+    assert p.adapters["dora_legacy"].config.data.train == str(old.config.out)
+    assert p.adapters["dora_legacy"].config.training.max_seq_len == 512
+    assert p.adapters["lora"].config.data.train == str(new.config.out)
+    assert len(p.datas) == 2

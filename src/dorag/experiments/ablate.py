@@ -33,6 +33,7 @@ from dorag.tracking import TrackingConfig
 from dorag.training.config import TrainConfig
 
 SIX = ("baseline", "lora_only", "dora_only", "rag_only", "lora_rag", "dora_rag")
+GROUNDED_TASKS = ("doc-grounded", "mixture")
 
 
 @dataclass
@@ -43,6 +44,8 @@ class AdapterSpec:
     path: str | None = option(None, "use this PEFT adapter directory instead of training one")
     set: dict[str, Any] = option(help="TrainConfig overrides for this adapter only, e.g. {peft.r: 8}",
                                  default_factory=dict)
+    data: dict[str, Any] = option(help="training-data overrides for this adapter only (its own data unit), e.g. "
+                                  "{task: code-legacy} for the pre-issue-19 recipe", default_factory=dict)
 
 
 @dataclass
@@ -182,14 +185,23 @@ class Unit:
 
 @dataclass
 class Plan:
-    data: Unit | None
+    data: Unit | None  # the grid's training data (None: no adapter is trained here)
     adapters: dict[str, Unit]
     indexes: dict[str, Unit]
     cells: list[Unit]
+    adapter_data: dict[str, Unit] = field(default_factory=dict)  # each trained adapter's data unit
+
+    @property
+    def datas(self) -> list[Unit]:
+        """The distinct data units, the grid's own first."""
+        seen: dict[str, Unit] = {}
+        for unit in [*([self.data] if self.data else []), *self.adapter_data.values()]:
+            seen.setdefault(str(unit.dir), unit)
+        return list(seen.values())
 
     @property
     def units(self) -> list[Unit]:
-        return [*([self.data] if self.data else []), *self.adapters.values(), *self.indexes.values(), *self.cells]
+        return [*self.datas, *self.adapters.values(), *self.indexes.values(), *self.cells]
 
 
 def _file_hash(path: str) -> str:
@@ -215,14 +227,16 @@ def plan(cfg: AblateConfig) -> Plan:
     used_indexes = {c.index or b.index for c in cfg.conditions.values() if c.rag
                     for bname, b in cfg.benchmarks.items() if _runs_on(c, bname)}
     given = (cfg.train.get("data") or {}).get("train")
-    needs_data = any(cfg.adapters[a].path is None for a in used_adapters) and not given
-    grounded = cfg.data.task in ("doc-grounded", "mixture")
-    if needs_data and grounded:
-        if cfg.data_index is None or cfg.data_index not in cfg.indexes:
-            problems.append(f"data_index: data.task {cfg.data.task} retrieves its documents from an index; name one under "
-                            f"indexes ({', '.join(cfg.indexes)})")
-        else:
-            used_indexes.add(cfg.data_index)
+    trained = sorted(a for a in used_adapters if cfg.adapters[a].path is None) if not given else []
+    # each adapter's data: the grid's own, or the grid's with the adapter's `data` overrides (an old recipe)
+    data_settings = {a: deep_merge(to_dict(cfg.data), cfg.adapters[a].data) for a in trained}
+    for a, settings in data_settings.items():
+        if settings.get("task") in GROUNDED_TASKS:
+            if cfg.data_index is None or cfg.data_index not in cfg.indexes:
+                problems.append(f"data_index: data.task {settings['task']} (adapter {a}) retrieves its documents from an "
+                                f"index; name one under indexes ({', '.join(cfg.indexes)})")
+            else:
+                used_indexes.add(cfg.data_index)
     indexes: dict[str, Unit] = {}
     for name in sorted(i for i in used_indexes if i):
         spec = cfg.indexes[name]
@@ -233,20 +247,29 @@ def plan(cfg: AblateConfig) -> Plan:
         key = config_hash(spec.build if weights is None else {**spec.build, "embedder_files": weights})
         idir = out / "indexes" / f"{name}-{key}"
         indexes[name] = Unit("index", name, key, idir, build(IndexBuildConfig, {**spec.build, "out": str(idir)}, f"indexes.{name}"))
-    data = None
-    if needs_data:
-        settings = to_dict(cfg.data)
-        if grounded and cfg.data_index in indexes:
+
+    def data_unit(settings: dict[str, Any], where: str) -> Unit | None:
+        grounded = settings.get("task") in GROUNDED_TASKS and cfg.data_index in indexes
+        if grounded:
             # the documents are assembled as the RAG cells assemble theirs: same index, query, budget and tokenizer
             settings = deep_merge(settings, {"query": cfg.rag.query, "tokenizer": cfg.model.name,
                                              "grounded": {"budget_tokens": cfg.rag.budget_tokens}})
-            key = config_hash({"data": settings, "index": indexes[cfg.data_index].key})
-        else:
-            key = config_hash(cfg.data)
-        ddir = out / "data" / f"{cfg.data.task}-{key}"
-        extra = {"index": str(indexes[cfg.data_index].dir)} if grounded and cfg.data_index in indexes else {}
-        data = Unit("data", cfg.data.task, key, ddir, from_dict(PrepareConfig, {**settings, **extra,
-                                                                                "out": str(ddir / "train.jsonl")}))
+        checked = build(PrepareConfig, settings, where)
+        if checked is None:
+            return None
+        key = (config_hash({"data": settings, "index": indexes[cfg.data_index].key}) if grounded
+               else config_hash(checked))
+        ddir = out / "data" / f"{checked.task}-{key}"
+        extra = {"index": str(indexes[cfg.data_index].dir)} if grounded else {}
+        return Unit("data", checked.task, key, ddir, from_dict(PrepareConfig, {**settings, **extra,
+                                                                               "out": str(ddir / "train.jsonl")}))
+
+    data = data_unit(to_dict(cfg.data), "data") if trained else None
+    adapter_data: dict[str, Unit] = {}
+    for a, settings in data_settings.items():
+        unit = data if not cfg.adapters[a].data else data_unit(settings, f"adapters.{a}.data")
+        if unit is not None:
+            adapter_data[a] = unit
     adapters: dict[str, Unit] = {}
     for name in sorted(used_adapters):
         spec = cfg.adapters[name]
@@ -260,9 +283,10 @@ def plan(cfg: AblateConfig) -> Plan:
             k: getattr(cfg.rag, k) for k in ("budget_tokens", "order", "min_tokens", "query")}})
         train = deep_merge(train, spec.set)
         train = deep_merge(train, {"peft": {"method": spec.method}})
-        if data is not None:
-            train = deep_merge(train, {"data": {"train": str(data.config.out), "eval": str(data.dir / "train.eval.jsonl")}})
-            source = data.key
+        own = adapter_data.get(name)
+        if own is not None:
+            train = deep_merge(train, {"data": {"train": str(own.config.out), "eval": str(own.dir / "train.eval.jsonl")}})
+            source = own.key
         else:
             source = _file_hash(given) if given and Path(given).is_file() else str(given)
         settings = deep_merge(train, {"data": {"train": None, "eval": None}})  # the data count by content
@@ -302,7 +326,7 @@ def plan(cfg: AblateConfig) -> Plan:
             cells.append(Unit("cell", f"{cname} x {bname}", key, cdir, gcfg, cname, bname, c.adapter, iname))
     if problems:
         raise ConfigError("invalid ablation config:\n  " + "\n  ".join(problems))
-    return Plan(data, adapters, indexes, cells)
+    return Plan(data, adapters, indexes, cells, adapter_data)
 
 
 # Files in an adapter or index directory that are reports about it, not part of it (timings, checks).

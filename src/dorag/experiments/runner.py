@@ -19,7 +19,7 @@ from dorag.core.config import to_dict
 from dorag.core.errors import DataError
 from dorag.core.io import exclusive, read_json, write_json
 from dorag.core.runs import RunDir, git_sha
-from dorag.experiments.ablate import AblateConfig, Plan, Unit, config_hash, plan
+from dorag.experiments.ablate import GROUNDED_TASKS, AblateConfig, Plan, Unit, config_hash, plan
 from dorag.tracking import flatten, open_tracker
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,14 @@ def run_ablation(cfg: AblateConfig, say: Say = lambda m: None, bar: Bar = _no_ba
 
 def _run(cfg: AblateConfig, p: Plan, out: Path, cells: list[Unit], say: Say, bar: Bar) -> dict[str, Any]:
     adapters = [u for n, u in p.adapters.items() if any(c.adapter == n for c in cells)]
-    data = p.data if p.data and any(u.config is not None and not u.done() for u in adapters) else None
+    datas: dict[str, Unit] = {}  # the data units of the adapters still to train, each once
+    for u in adapters:
+        if u.config is not None and not u.done() and u.name in p.adapter_data:
+            datas.setdefault(str(p.adapter_data[u.name].dir), p.adapter_data[u.name])
     # an index that doc-grounded data retrieves from is built before the data
-    data_index = cfg.data_index if data is not None and cfg.data.task in ("doc-grounded", "mixture") else None
+    data_index = cfg.data_index if any(d.config.task in GROUNDED_TASKS for d in datas.values()) else None
     indexes = [u for n, u in p.indexes.items() if any(c.index == n for c in cells) or n == data_index]
-    units = [*indexes, *([data] if data else []), *adapters, *cells]
+    units = [*indexes, *datas.values(), *adapters, *cells]
     progress = Progress(units, say)
     say(f"ablation {cfg.name}: {len(cells)} cells ({len({c.condition for c in cells})} conditions x "
         f"{len({c.benchmark for c in cells})} benchmarks), {progress.done} of {progress.total} units already done")
@@ -111,8 +114,9 @@ def _run(cfg: AblateConfig, p: Plan, out: Path, cells: list[Unit], say: Say, bar
         for unit in indexes:
             if not unit.done():
                 _build_index(unit, progress, say, bar)
-        if data and not data.done():
-            _prepare(data, progress, say)
+        for data in datas.values():
+            if not data.done():
+                _prepare(data, progress, say)
         for unit in adapters:
             if not unit.done():
                 _train(unit, progress, say)
