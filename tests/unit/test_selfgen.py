@@ -88,6 +88,17 @@ def test_doctest_examples_become_asserts():
                                                      "assert candidate([]) == []"]
 
 
+def test_summary_view_shows_the_seeds_signature_and_summary_but_not_its_code():
+    rec = extract_functions('def clip(v, lo, hi):\n    """Clip v into [lo, hi].\n\n    Longer notes.\n    """\n'
+                            "    if v < lo:\n        return lo\n    return min(v, hi)\n", "m.py", "m")[0]
+    summary = sg.problem_prompt(rec, fewshot=1, view="summary")
+    code = sg.problem_prompt(rec, fewshot=0, view="code")
+    assert len(summary.messages) == 3 and summary.response_prefix == "```python\n"
+    last = summary.messages[-1][1]
+    assert "`m.clip(v, lo, hi)`: Clip v into [lo, hi]." in last and "return lo" not in last and "Longer" not in last
+    assert "return lo" in code.messages[-1][1] and len(code.messages) == 1
+
+
 # ------------------------------------------------------------------------------------------- CodeT
 
 
@@ -204,7 +215,7 @@ class ScriptedWriter:
         for p in prompts:
             user = p.messages[-1][1]
             if p.response_prefix == sg.PROBLEM_PREFIX:
-                name = next(n for n in PROBLEMS if f"def {n}(" in user)
+                name = next(n for n in PROBLEMS if f"{n}(" in user)  # the seed, as code or as a summary
                 self.calls.append(("problem", name))
                 text = PROBLEMS[name]
                 out.append([Completion(text, 40, "stop")])

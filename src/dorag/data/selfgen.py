@@ -135,19 +135,19 @@ PROBLEM_INSTRUCTION = (
 PROBLEM_PREFIX = "```python\n"
 
 # Few-shot turns (seed -> stub), written for this module; neither is a benchmark problem.
-FEWSHOT: tuple[tuple[str, str], ...] = (
-    ('def commonprefix(m):\n    "Given a list of pathnames, returns the longest common leading component"\n'
+FEWSHOT: tuple[tuple[tuple[str, str], str], ...] = (
+    (("genericpath", 'def commonprefix(m):\n    "Given a list of pathnames, returns the longest common leading component"\n'
      "    if not m: return ''\n    s1 = min(m)\n    s2 = max(m)\n    for i, c in enumerate(s1):\n"
-     "        if c != s2[i]:\n            return s1[:i]\n    return s1\n",
+     "        if c != s2[i]:\n            return s1[:i]\n    return s1\n"),
      "from typing import List\n\n\ndef shared_suffix_length(words: List[str]) -> int:\n"
      '    """Return the length of the longest suffix that every word in `words` ends with.\n'
      "    An empty list has no shared suffix, so the answer is 0.\n"
      "    >>> shared_suffix_length(['running', 'jumping', 'swimming'])\n    3\n"
      "    >>> shared_suffix_length(['cat', 'dog'])\n    0\n"
      '    """\n    ...\n'),
-    ('def escape(s, quote=True):\n    """Replace special characters "&", "<" and ">" to HTML-safe sequences."""\n'
+    (("html", 'def escape(s, quote=True):\n    """Replace special characters "&", "<" and ">" to HTML-safe sequences."""\n'
      '    s = s.replace("&", "&amp;")\n    s = s.replace("<", "&lt;")\n    s = s.replace(">", "&gt;")\n'
-     "    return s\n",
+     "    return s\n"),
      "def count_markup_chars(text: str) -> dict:\n"
      "    \"\"\"Count how often each of the characters '&', '<' and '>' occurs in `text`.\n"
      "    Characters that do not occur are left out of the result.\n"
@@ -165,20 +165,43 @@ TESTS_INSTRUCTION = (
 TESTS_PREFIX = "```python\ndef check(candidate):\n    assert candidate("
 
 
-def _seed_user(seed_code: str) -> str:
-    return f"Here is a function from the Python standard library:\n```python\n{seed_code.rstrip()}\n```\n\n{PROBLEM_INSTRUCTION}"
-
-
 def seed_code(rec: FunctionRecord, max_lines: int = 40) -> str:
     return "\n".join(rec.code.splitlines()[:max_lines]) + "\n"
 
 
-def problem_prompt(rec: FunctionRecord, fewshot: int = 1, max_lines: int = 40) -> Prompt:
-    """A chat asking for one problem stub inspired by `rec`, after `fewshot` worked examples."""
+def seed_summary(code: str, module: str) -> str | None:
+    """`module.name(args)`: and the docstring's first paragraph, or None for an undocumented function."""
+    try:
+        fn = ast.parse(code).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    doc = ast.get_docstring(fn) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    if not doc:
+        return None
+    first = " ".join(doc.split("\n\n")[0].split())[:400]
+    return f"`{module}.{fn.name}({ast.unparse(fn.args)})`: {first}"  # type: ignore[union-attr]
+
+
+def _seed_user(code: str, module: str, view: str) -> str:
+    summary = seed_summary(code, module) if view == "summary" else None
+    if summary:
+        return f"Here is what a function in the Python standard library does:\n{summary}\n\n{PROBLEM_INSTRUCTION}"
+    return f"Here is a function from the Python standard library:\n```python\n{code.rstrip()}\n```\n\n{PROBLEM_INSTRUCTION}"
+
+
+SEED_VIEWS = ("code", "summary")
+
+
+def problem_prompt(rec: FunctionRecord, fewshot: int = 1, max_lines: int = 40, view: str = "code") -> Prompt:
+    """A chat asking for one problem stub inspired by `rec`, after `fewshot` worked examples.
+
+    `view` "code" shows the seed's source (OSS-Instruct); "summary" only its signature and the first
+    paragraph of its docstring, which a small model cannot copy into its answer as easily.
+    """
     messages: list[tuple[str, str]] = []
-    for code, stub in FEWSHOT[:fewshot]:
-        messages += [("user", _seed_user(code)), ("assistant", f"```python\n{stub}```")]
-    messages.append(("user", _seed_user(seed_code(rec, max_lines))))
+    for (module, code), stub in FEWSHOT[:fewshot]:
+        messages += [("user", _seed_user(code, module, view)), ("assistant", f"```python\n{stub}```")]
+    messages.append(("user", _seed_user(seed_code(rec, max_lines), rec.module, view)))
     return Prompt(messages=tuple(messages), response_prefix=PROBLEM_PREFIX)
 
 

@@ -57,6 +57,9 @@ class SelfGenConfig:
     dtype: str = option("bfloat16", "local writer's dtype: auto, float32, bfloat16, float16")
     device: str = option("auto", "local writer's device: auto, cpu, cuda, ...")
     fewshot: int = option(1, f"worked seed -> stub examples before the seed (0 to {len(sg.FEWSHOT)})")
+    seed_view: str = option("summary", "what the writer sees of a seed: summary (signature and docstring summary) "
+                            "or code (its source, as in OSS-Instruct)")
+    require_examples: bool = option(True, "a problem's docstring must show at least one >>> example")
     problem_temperature: float = option(0.0, "temperature of problem writing (0: greedy)")
     n_samples: int = option(4, "sampled solutions per problem, besides the greedy one")
     temperature: float = option(0.8, "temperature of the sampled solutions")
@@ -92,6 +95,8 @@ class SelfGenConfig:
             problems.append(f"top_p: must be in (0, 1], got {self.top_p}")
         if not 0 <= self.heldout_fraction < 1:
             problems.append(f"heldout_fraction: must be in [0, 1), got {self.heldout_fraction}")
+        if self.seed_view not in sg.SEED_VIEWS:
+            problems.append(f"seed_view: choose one of {', '.join(sg.SEED_VIEWS)}, got {self.seed_view!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"dtype: choose one of auto, float32, bfloat16, float16, got {self.dtype!r}")
         if self.min_agree > self.n_samples + 1:
@@ -219,7 +224,7 @@ class SelfGen:
         if not todo:
             return
         cfg = self.cfg
-        prompts = [sg.problem_prompt(s, cfg.fewshot, cfg.max_seed_lines) for s in todo]
+        prompts = [sg.problem_prompt(s, cfg.fewshot, cfg.max_seed_lines, cfg.seed_view) for s in todo]
         params = GenerationParams(max_new_tokens=cfg.problem_max_new_tokens, temperature=cfg.problem_temperature,
                                   top_p=cfg.top_p, stop=sg.PROBLEM_STOPS, batch_size=cfg.batch_size, seed=cfg.seed)
         t0 = time.perf_counter()
@@ -228,7 +233,8 @@ class SelfGen:
         records = []
         for s, prompt, comps in zip(todo, prompts, outputs):
             raw = comps[0].text if comps else ""
-            parsed = sg.parse_problem(sg.close_docstring(prompt.response_prefix + raw), self.seen_names)
+            parsed = sg.parse_problem(sg.close_docstring(prompt.response_prefix + raw), self.seen_names,
+                                      require_examples=cfg.require_examples)
             rec: dict[str, Any] = {"seed_id": s.id, "raw": raw, "n_tokens": sum(c.n_tokens for c in comps),
                                    "wall_s": round(share, 3), "status": "ok", "problem": None}
             if isinstance(parsed, str):
