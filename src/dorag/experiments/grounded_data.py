@@ -10,6 +10,7 @@ distractors, and with distractors only. The same adapter then serves both the X_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -48,6 +49,12 @@ def resolve_decontaminate(names: tuple[str, ...]) -> list[str]:
 
 
 def _records(sources: tuple[str, ...]) -> list[Any]:
+    """The functions of the sources (the standard library's 14k take ~35 s to parse: read once per process)."""
+    return list(_records_cached(tuple(sources)))
+
+
+@functools.lru_cache(maxsize=4)
+def _records_cached(sources: tuple[str, ...]) -> tuple[Any, ...]:
     from dorag.experiments.prepare import _package_dir
 
     records: list[Any] = []
@@ -61,7 +68,7 @@ def _records(sources: tuple[str, ...]) -> list[Any]:
         else:
             raise DataError(f"doc-grounded source {src!r}: give stdlib, package:NAME or a source directory")
     # never the Unseen-API library or a benchmark's own files, whatever directory was given
-    return [r for r in records if "unseen_api" not in Path(r.path).parts and "zorbel" not in r.module]
+    return tuple(r for r in records if "unseen_api" not in Path(r.path).parts and "zorbel" not in r.module)
 
 
 def _retriever(cfg: Any) -> tuple[list[dict[str, Any]], Callable[[dict, int], list[dict]]]:
