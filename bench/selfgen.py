@@ -63,9 +63,9 @@ def main() -> None:
         print(f"{variant:>8}: parsed {verdicts['parsed']}/{len(seeds)} ({verdicts['parsed'] / len(seeds):.0%}), "
               f"{n_tok} tokens in {wall:.0f} s ({n_tok / wall:.1f} tok/s); rejected: "
               + ", ".join(f"{k}={v}" for k, v in verdicts.most_common() if k != "parsed"), flush=True)
-    if args.dump:
-        with open(args.dump, "w", encoding="utf-8") as fh:
-            json.dump(dump, fh, indent=1)
+        if args.dump:  # after each variant: a slow machine may not see the last one
+            with open(args.dump, "w", encoding="utf-8") as fh:
+                json.dump(dump, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -336,6 +336,18 @@ def test_a_torn_stage_line_is_redone(tmp_path, records):
     assert len(read_jsonl(stage)) == len(lines) and report["counts"]["problems_kept"] == 3
 
 
+def test_a_stub_cut_off_at_the_token_limit_is_dropped(tmp_path, records):
+    class Runaway(ScriptedWriter):
+        def generate(self, prompts, params, progress=None):
+            out = super().generate(prompts, params, progress)
+            if prompts[0].response_prefix == sg.PROBLEM_PREFIX:  # examples without end, cut mid-docstring
+                out = [[Completion(c[0].text, params.max_new_tokens, "length")] for c in out]
+            return out
+
+    report = run_selfgen(_cfg(tmp_path, n_seeds=3), lambda: Runaway(), records=records)
+    assert report["problem_rejections"] == {"too long": 3} and report["counts"]["solutions_sampled"] == 0
+
+
 # ------------------------------------------------------------------------------------------ config
 
 

@@ -141,7 +141,6 @@ FEWSHOT: tuple[tuple[tuple[str, str], str], ...] = (
      "        if c != s2[i]:\n            return s1[:i]\n    return s1\n"),
      "from typing import List\n\n\ndef shared_suffix_length(words: List[str]) -> int:\n"
      '    """Return the length of the longest suffix that every word in `words` ends with.\n'
-     "    An empty list has no shared suffix, so the answer is 0.\n"
      "    >>> shared_suffix_length(['running', 'jumping', 'swimming'])\n    3\n"
      "    >>> shared_suffix_length(['cat', 'dog'])\n    0\n"
      '    """\n    ...\n'),
@@ -150,7 +149,6 @@ FEWSHOT: tuple[tuple[tuple[str, str], str], ...] = (
      "    return s\n"),
      "def count_markup_chars(text: str) -> dict:\n"
      "    \"\"\"Count how often each of the characters '&', '<' and '>' occurs in `text`.\n"
-     "    Characters that do not occur are left out of the result.\n"
      "    >>> count_markup_chars('a < b && c')\n    {'<': 1, '&': 2}\n"
      "    >>> count_markup_chars('plain')\n    {}\n"
      '    """\n    ...\n'),

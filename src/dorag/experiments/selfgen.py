@@ -67,9 +67,9 @@ class SelfGenConfig:
     n_tests: int = option(6, "asserts asked for per problem")
     max_tests: int = option(10, "asserts kept per problem at most (the model's, then the docstring's)")
     docstring_tests: bool = option(True, "also use the stub's own >>> examples as tests")
-    max_new_tokens: int = option(384, "token limit of a solution")
-    problem_max_new_tokens: int = option(256, "token limit of a problem stub")
-    tests_max_new_tokens: int = option(320, "token limit of the tests answer")
+    max_new_tokens: int = option(320, "token limit of a solution")
+    problem_max_new_tokens: int = option(200, "token limit of a problem stub; a stub that reaches it is dropped")
+    tests_max_new_tokens: int = option(200, "token limit of the tests answer")
     batch_size: int = option(16, "seeds per batch: the unit of generation calls and of resume")
     min_tests: int = option(2, "the kept solution passes at least this many tests")
     min_agree: int = option(2, "solutions that must agree (pass exactly the same tests)")
@@ -237,7 +237,9 @@ class SelfGen:
                                       require_examples=cfg.require_examples)
             rec: dict[str, Any] = {"seed_id": s.id, "raw": raw, "n_tokens": sum(c.n_tokens for c in comps),
                                    "wall_s": round(share, 3), "status": "ok", "problem": None}
-            if isinstance(parsed, str):
+            if comps and comps[0].finish_reason == "length":
+                rec["status"] = "too long"  # a runaway list of examples, cut off mid-docstring
+            elif isinstance(parsed, str):
                 rec["status"] = parsed
             else:
                 leak = self.benchmarks.leak(parsed.prompt, sg.signature_key(parsed.prompt, parsed.entry_point))
