@@ -155,3 +155,51 @@ def test_held_out_modules_are_whole(library):
     assert held and train
     assert not {e["meta"]["module"] for e in train} & {e["meta"]["module"] for e in held}
     assert {e["meta"]["module"] for e in held} <= set(rep.heldout_module_names)
+
+
+def _textwrap_library():
+    import sysconfig
+    from pathlib import Path
+
+    from dorag.data.ast_extract import extract_functions
+
+    path = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
+    records = extract_functions(path.read_text(), path=str(path), module="textwrap")
+    return records, from_functions(records)
+
+
+def _task(i, body, test):
+    from dorag.data.sft_data import make_problem_example
+
+    prompt = (f"import textwrap\n\n\ndef block_{i}(text, pad):\n"
+              f'    """Remove the common indentation of text, then put pad in front of every line."""\n')
+    return make_problem_example(f"t{i}", {"task_id": f"t/{i}", "prompt": prompt, "entry_point": f"block_{i}",
+                                          "test": test}, prompt + body, source="selfgen")
+
+
+def test_tested_tasks_are_checked_by_execution_against_a_wrapper_of_the_renamed_library():
+    from dorag.evaluation.sandbox import Sandbox
+
+    records, docs = _textwrap_library()
+    test = "def check(candidate):\n    assert candidate('  a\\n  b\\n', '> ') == '> a\\n> b\\n'\n"
+    good = _task(1, "    return textwrap.indent(textwrap.dedent(text), pad)\n", test)
+    kw = _task(2, "    return textwrap.indent(textwrap.dedent(text), prefix=pad)\n", test)
+    wrong = _task(3, "    return textwrap.indent(text, pad)\n", test)  # passes no test: must be dropped
+
+    def check(programs):
+        with Sandbox() as box:
+            return [r.passed for r in box.run_many(programs)]
+
+    cfg = DocGroundedConfig(oracle_p=1.0, rename_p=1.0, heldout_modules=0.0)
+    train, _, rep = build_examples(records, docs, lambda p, k: list(docs)[:k], lambda d: 50, cfg, seed=3,
+                                   tasks=[good, kw, wrong], check=check)
+    train = [e for e in train if e["id"].startswith("grounded:task:")]  # textwrap's own functions are examples too
+    ids = {e["id"] for e in train}
+    assert rep.checked_by_execution == 3 and rep.dropped["failed_execution_check"] == 1
+    assert ids == {"grounded:task:t1:block_1", "grounded:task:t2:block_2"}
+    for ex in train:
+        assert ex["meta"]["renamed"] and "textwrap" not in identifiers(ex["target"])
+        assert unexplained_names(ex) == set()
+    renamed_kw = next(e for e in train if e["id"].endswith("block_2"))
+    new_prefix = renamed_kw["meta"]["rename"]["params"]["textwrap.indent"]["prefix"]
+    assert f"{new_prefix}=pad" in renamed_kw["target"]  # the keyword is renamed, and the wrapper maps it back

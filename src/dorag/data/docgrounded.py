@@ -29,7 +29,7 @@ from typing import Any
 from dorag.core.config import option
 from dorag.data.ast_extract import FunctionRecord, is_useful_docstring
 from dorag.data.rename import NameMaker, RenameMap, identifiers, rename_code, rename_prose
-from dorag.data.sft_data import _docstring_block, make_problem_example, problem_from_record
+from dorag.data.sft_data import make_problem_example, problem_from_record
 
 Document = dict[str, Any]
 Retrieve = Callable[[dict[str, Any], int], list[Document]]
@@ -181,33 +181,74 @@ def _rename_doc(doc: Document, mapping: RenameMap) -> Document:
     return {"id": doc["id"], "text": text, "meta": {**meta, "renamed": True}}
 
 
-def build_examples(records: Sequence[FunctionRecord], docs: Sequence[Document], retrieve: Retrieve,
-                   doc_tokens: Callable[[Document], int], cfg: DocGroundedConfig, seed: int = 0,
-                   progress: Callable[[str], None] = lambda m: None) -> tuple[list[dict], list[dict], BuildReport]:
-    """(train examples, held-out examples, report) from a library's functions and its corpus documents."""
-    index = ApiIndex(records, docs)
-    rng = random.Random(seed)
-    report = BuildReport(dropped=Counter())
-    modules = sorted({rec.module for rec in records})
-    examples: list[dict] = []
-    maker = NameMaker(seed, avoid={*modules, *(part for m in modules for part in m.split(".")), *(r.name for r in records)})
-    for n, rec in enumerate(records):
-        if n and n % 2000 == 0:
-            progress(f"doc-grounded: {n}/{len(records)} functions read, {len(examples)} examples")
+@dataclass
+class _Task:
+    rec: FunctionRecord  # the function, for the calls it makes
+    problem: dict[str, Any]
+    target: str
+    module: str  # what held-out modules are chosen by
+    test: str | None = None  # a check(candidate) test: the example can be verified by execution
+
+
+def _library_tasks(records: Sequence[FunctionRecord], cfg: DocGroundedConfig, report: BuildReport,
+                   index: ApiIndex) -> Iterable[_Task]:
+    for rec in records:
         if rec.is_method or rec.name.startswith("_") or not is_useful_docstring(rec.docstring, rec.name, cfg.min_words):
             continue
         if len(rec.code) > cfg.max_target_chars:
             report.dropped["too_long"] += 1
             continue
-        apis = called_apis(rec, index)
-        if not apis:
+        if not called_apis(rec, index):
             continue
-        report.candidates += 1
         made = problem_from_record(rec)
         if made is None:
             report.dropped["no_body"] += 1
             continue
-        problem, target = made
+        yield _Task(rec, made[0], made[1], rec.module)
+
+
+def _tested_tasks(tasks: Sequence[dict[str, Any]], report: BuildReport) -> Iterable[_Task]:
+    """Problem-form examples with tests (a self-generated set): their solutions call the library too."""
+    from dorag.data.ast_extract import extract_functions
+
+    for ex in tasks:
+        problem, target = ex["problem"], ex["target"]
+        if not target.startswith(problem["prompt"]) or not problem.get("test"):
+            report.dropped["task_without_test_or_prefix"] += 1
+            continue
+        recs = [r for r in extract_functions(target, path=ex["id"], module=f"task:{ex['id']}")
+                if r.name == problem["entry_point"] and not r.is_method]
+        if recs:
+            yield _Task(recs[0], problem, target, f"task:{ex.get('source', 'tasks')}", problem["test"])
+
+
+def build_examples(records: Sequence[FunctionRecord], docs: Sequence[Document], retrieve: Retrieve,
+                   doc_tokens: Callable[[Document], int], cfg: DocGroundedConfig, seed: int = 0,
+                   progress: Callable[[str], None] = lambda m: None, tasks: Sequence[dict[str, Any]] = (),
+                   check: Callable[[list[str]], list[bool]] | None = None) -> tuple[list[dict], list[dict], BuildReport]:
+    """(train examples, held-out examples, report) from a library's functions and its corpus documents.
+
+    `tasks` are problem-form examples with tests (e.g. `dorag data selfgen`'s) whose solutions call the library:
+    they become doc-grounded examples too, and, given `check(programs) -> passed` (the sandbox), each is run with
+    its test -- a renamed one against a generated wrapper module that maps the invented names onto the real ones
+    -- and dropped if it fails. The library's own functions carry no tests and are not executed.
+    """
+    index = ApiIndex(records, docs)
+    rng = random.Random(seed)
+    report = BuildReport(dropped=Counter())
+    modules = sorted({rec.module for rec in records})
+    examples: list[dict] = []
+    programs: list[tuple[dict, str]] = []
+    maker = NameMaker(seed, avoid={*modules, *(part for m in modules for part in m.split(".")), *(r.name for r in records)})
+    items = [*_library_tasks(records, cfg, report, index), *_tested_tasks(tasks, report)]
+    for n, task in enumerate(items):
+        if n and n % 200 == 0:
+            progress(f"doc-grounded: {n}/{len(items)} tasks, {len(examples)} examples")
+        rec, problem, target = task.rec, task.problem, task.target
+        apis = called_apis(rec, index)
+        if not apis:
+            continue
+        report.candidates += 1
         oracles = [index.doc(api) for api, _ in apis[: cfg.max_oracles]]
         oracle_docs = [d for d in oracles if d is not None]
         own = {rec.id}
@@ -229,28 +270,79 @@ def build_examples(records: Sequence[FunctionRecord], docs: Sequence[Document], 
         if with_oracle and sum(doc_tokens(d) + 1 for d in chosen) > cfg.budget_tokens:
             report.dropped["oracle_over_budget"] += 1
             continue
-        meta = {"source": rec.path, "qualname": rec.qualname, "module": rec.module, "apis": [f"{m}.{q}" for (m, q), _ in apis],
+        meta = {"source": rec.path, "qualname": rec.qualname, "module": task.module,
+                "apis": [f"{m}.{q}" for (m, q), _ in apis],
                 "oracle": [d["id"] for d in oracle_docs] if with_oracle else [], "renamed": False}
-        rename = with_oracle and rng.random() < cfg.rename_p
-        if rename:
+        mapping = None
+        if with_oracle and rng.random() < cfg.rename_p:
             mapping = _rename_map(apis[: cfg.max_oracles], index, maker)
             renamed = _renamed(problem, target, rec, chosen, mapping) if mapping else None
             if renamed is None:
                 report.dropped["not_renamable"] += 1  # kept, unrenamed
+                mapping = None
             else:
                 problem, target, chosen = renamed
                 meta.update(renamed=True, rename=mapping.to_dict())
         ex = make_problem_example(f"grounded:{rec.id}", problem, target, docs=chosen, meta=meta, source="doc-grounded")
+        if task.test is not None and check is not None:
+            program = check_program(target, task.test, problem["entry_point"], mapping)
+            if program is None:
+                report.dropped["not_executable"] += 1
+                continue
+            programs.append((ex, program))
         examples.append(ex)
-        report.with_oracle += with_oracle
-        report.distractors_only += not with_oracle
-        report.renamed += meta["renamed"]
+    if programs:
+        passed = check([prog for _, prog in programs])
+        failed = {id(ex) for (ex, _), ok in zip(programs, passed) if not ok}
+        report.checked_by_execution = len(programs)
+        report.dropped["failed_execution_check"] += len(failed)
+        examples = [e for e in examples if id(e) not in failed]
+    for ex in examples:
+        report.with_oracle += bool(ex["meta"]["oracle"])
+        report.distractors_only += not ex["meta"]["oracle"]
+        report.renamed += ex["meta"]["renamed"]
     held = heldout_modules(sorted({e["meta"]["module"] for e in examples}), cfg.heldout_modules, seed)
     report.heldout_module_names = tuple(held)
     train = [e for e in examples if e["meta"]["module"] not in held]
     heldout = [e for e in examples if e["meta"]["module"] in held]
     report.examples, report.heldout = len(train), len(heldout)
     return train, heldout, report
+
+
+def wrapper_modules(mapping: RenameMap) -> dict[str, str]:
+    """Source of a module per renamed module: each invented API calls the real one, with renamed keyword
+    arguments mapped back, so code written against the invented names runs (and can be tested)."""
+    out: dict[str, str] = {}
+    for real, new_mod in mapping.modules.items():
+        lines = ["import importlib as _importlib", f"_real = _importlib.import_module({real!r})", ""]
+        for (mod, api), new in sorted(mapping.apis.items()):
+            if mod != real:
+                continue
+            params = {v: k for k, v in (mapping.params.get((mod, api)) or {}).items()}
+            if params:
+                lines += [f"def {new}(*args, **kwargs):",
+                          f"    names = {params!r}",
+                          f"    return _real.{api}(*args, **{{names.get(k, k): v for k, v in kwargs.items()}})", ""]
+            else:
+                lines += [f"{new} = _real.{api}", ""]
+        out[new_mod] = "\n".join(lines)
+    return out
+
+
+def check_program(target: str, test: str, entry_point: str, mapping: RenameMap | None) -> str | None:
+    """The program that checks an example: the wrapper modules installed under their invented names (as the
+    Unseen-API benchmark installs zorbel), the target, its test and the call of check. None when a renamed
+    name is not a module-level API (a same-module function cannot be wrapped)."""
+    setup = ""
+    if mapping is not None:
+        if any(mod not in mapping.modules for mod, _ in mapping.apis):
+            return None
+        setup = "import sys as _sys, types as _types\n"
+        for name, source in wrapper_modules(mapping).items():
+            setup += (f"_m = _types.ModuleType({name!r})\nexec(compile({source!r}, {name + '.py'!r}, 'exec'), _m.__dict__)\n"
+                      f"_sys.modules[{name!r}] = _m\n")
+        setup += "del _sys, _types, _m\n"
+    return f"{setup}{target}\n\n{test}\n\ncheck({entry_point})\n"
 
 
 def heldout_modules(modules: Sequence[str], fraction: float, seed: int) -> list[str]:
@@ -264,23 +356,27 @@ def heldout_modules(modules: Sequence[str], fraction: float, seed: int) -> list[
 def _renamed(problem: dict, target: str, rec: FunctionRecord, docs: list[Document],
              mapping: RenameMap) -> tuple[dict, str, list[Document]] | None:
     """The example with the map applied to its target, prompt and documents, or None if any of them no longer
-    parses or the prompt is no longer the target's prefix."""
+    parses, the prompt is no longer the target's prefix, or the target still uses a real name of a renamed
+    module. The prompt (imports, signature, docstring) is renamed alone and must equal the renamed target's
+    start; mentions in its docstring are renamed as prose."""
+    prompt = problem["prompt"]
+    if not target.startswith(prompt):
+        return None
     try:
-        block = _docstring_block(rec.docstring or "")
+        new_prompt = rename_code(prompt, mapping, defines=rec.module)
         new_target = rename_code(target, mapping, defines=rec.module)
-        new_block = _docstring_block(rename_prose(rec.docstring or "", mapping))
-        at = new_target.find(block)
-        if at < 0:
+        if not new_target.startswith(new_prompt):
             return None
-        new_target = new_target[:at] + new_block + new_target[at + len(block):]
-        new_prompt = new_target[: at + len(new_block)]
-        ast.parse(new_prompt)
+        prose = rename_prose(new_prompt, mapping)
+        new_target = prose + new_target[len(new_prompt):]
+        ast.parse(prose)
+        ast.parse(new_target)
         if not _fully_renamed(new_target, mapping):
             return None
         new_docs = [_rename_doc(d, mapping) for d in docs]
     except (ValueError, SyntaxError):
         return None
-    return {**problem, "prompt": new_prompt}, new_target, new_docs
+    return {**problem, "prompt": prose}, new_target, new_docs
 
 
 def _fully_renamed(code: str, mapping: RenameMap) -> bool:

@@ -123,6 +123,14 @@ def _no_docs_examples(sources: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
+def _sandbox_check(programs: list[str]) -> list[bool]:
+    """Run each program in the sandbox (untrusted: a model wrote the tasks); True where it passed."""
+    from dorag.evaluation.sandbox import Sandbox
+
+    with Sandbox() as box:
+        return [r.passed for r in box.run_many(programs)]
+
+
 def _bucket(key: str) -> float:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32
 
@@ -139,7 +147,9 @@ def grounded_and_mixture(cfg: Any, progress: Callable[[str], None] = lambda m: N
     if cfg.task == "mixture":
         share = cfg.mix.get("oracle", 0.0) + cfg.mix.get("distractors", 0.0)
         gcfg = dataclasses.replace(gcfg, oracle_p=cfg.mix.get("oracle", 0.0) / share if share else 1.0)
-    train, held, rep = build_examples(records, docs, retrieve, _doc_tokens(cfg.tokenizer), gcfg, progress=progress)
+    tasks = _no_docs_examples(tuple(cfg.grounded_tasks)) if cfg.grounded_tasks else []
+    train, held, rep = build_examples(records, docs, retrieve, _doc_tokens(cfg.tokenizer), gcfg, progress=progress,
+                                      tasks=tasks, check=_sandbox_check if tasks else None)
     benchmarks = resolve_decontaminate(tuple(cfg.decontaminate))
     dropped: dict[str, int] = {f"doc-grounded:{k}": v for k, v in (rep.dropped or {}).items()}
     train, counts = decontaminate(train, benchmarks, cfg.benchmark_paths, cfg.ngram)

@@ -49,6 +49,9 @@ class PrepareConfig:
     mix: dict[str, float] = option(help="mixture: shares of examples without documents, with the oracle, and with "
                                    "distractors only", default_factory=lambda: {"no-docs": 0.4, "oracle": 0.48,
                                                                                 "distractors": 0.12})
+    grounded_tasks: tuple[str, ...] = option((), "doc-grounded: problem-form JSONL files of tested tasks (selfgen: the "
+                                             "shipped self-generated set) whose solutions call the library; they become "
+                                             "doc-grounded examples checked by execution (renamed ones through a wrapper)")
     no_docs_sources: tuple[str, ...] = option(("selfgen",), "mixture: where the examples without documents come "
                                               "from: selfgen (the shipped self-generated set), stdlib, package:NAME or a "
                                               "directory (docstring->code pairs), or problem-form JSONL files")
