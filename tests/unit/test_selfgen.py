@@ -76,6 +76,7 @@ def test_close_docstring_restores_quotes_cut_by_the_stop_sequence():
 def test_parse_tests_keeps_each_assert_that_calls_the_function():
     text = sg.TESTS_PREFIX + ("[1, 2]) == [1, 2]\n    assert running_max([3, 1]) == [3, 3]\n"
                               "    assert len([1]) == 1\n    assert candidate([1, 2]) == [1, 2]\n"
+                              "    assert candidate([3, 1]) == [3, 3], 'Test case 5 failed'\n"
                               "    assert candidate([5, 4, 9]) == [5, 5, 9")  # the last one is cut off
     tests = sg.parse_tests(text, "running_max")
     assert tests == ["assert candidate([1, 2]) == [1, 2]", "assert candidate([3, 1]) == [3, 3]"]

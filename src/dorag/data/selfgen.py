@@ -346,7 +346,9 @@ def _calls_candidate(node: ast.AST) -> bool:
 
 
 def _normalise_assert(node: ast.Assert, entry_point: str) -> str | None:
+    """The assert calling `candidate`, without its message (so 'Test case 1 failed' copies compare equal)."""
     node = _ToCandidate(entry_point).visit(node)
+    node.msg = None
     return ast.unparse(node) if _calls_candidate(node.test) else None
 
 
