@@ -349,6 +349,16 @@ def test_a_stub_cut_off_at_the_token_limit_is_dropped(tmp_path, records):
     assert report["problem_rejections"] == {"too long": 3} and report["counts"]["solutions_sampled"] == 0
 
 
+def test_a_solution_that_contradicts_the_docstring_example_is_not_kept(tmp_path, records):
+    saved = PROBLEMS["seed_0"]
+    PROBLEMS["seed_0"] = saved.replace("[4, 5]", "[4, 6]")  # the writer's own example is wrong
+    try:
+        report = run_selfgen(_cfg(tmp_path), lambda: ScriptedWriter(), records=records)
+    finally:
+        PROBLEMS["seed_0"] = saved
+    assert report["verification"]["docstring example fails"] == 1 and report["counts"]["problems_kept"] == 2
+
+
 # ------------------------------------------------------------------------------------------ config
 
 

@@ -67,6 +67,8 @@ class SelfGenConfig:
     n_tests: int = option(6, "asserts asked for per problem")
     max_tests: int = option(10, "asserts kept per problem at most (the model's, then the docstring's)")
     docstring_tests: bool = option(True, "also use the stub's own >>> examples as tests")
+    consistent_examples: bool = option(True, "the kept solution must pass every >>> example of the docstring "
+                                       "whose result is a literal (else the prompt teaches a wrong example)")
     max_new_tokens: int = option(320, "token limit of a solution")
     problem_max_new_tokens: int = option(200, "token limit of a problem stub; a stub that reaches it is dropped")
     tests_max_new_tokens: int = option(200, "token limit of the tests answer")
@@ -310,17 +312,19 @@ class SelfGen:
         for s in todo:
             problem = self._problem(s.id)
             t = self.state["tests"][s.id]
-            tests = (t["model_tests"] + t["doc_tests"])[: cfg.max_tests]
+            written = self.state["problems"][s.id]["problem"]
+            examples = sg.doctest_asserts(written["docstring"], written["entry_point"]) if cfg.docstring_tests else []
+            tests = list(dict.fromkeys([*examples, *t["model_tests"]]))[: cfg.max_tests]  # examples first: all kept
             comps = self.state["solutions"][s.id]["completions"]
             distinct = list(dict.fromkeys(comps))
             start = len(programs)
             for code in [*distinct, ""]:  # the last row: the bare stub
                 programs += [build_program({**problem, "test": sg.check_code([a])}, code) for a in tests]
-            plans.append((s, problem, tests, comps, distinct, start))
+            plans.append((s, problem, tests, comps, distinct, start, len(examples)))
         results = self.sandbox.run_many(programs)
         kept: list[tuple[Any, ...]] = []
         records: list[dict[str, Any]] = []
-        for s, problem, tests, comps, distinct, start in plans:
+        for s, problem, tests, comps, distinct, start, n_examples in plans:
             n_t = len(tests)
             rows = [[results[start + i * n_t + j].passed for j in range(n_t)] for i in range(len(distinct) + 1)]
             null = rows.pop()
@@ -331,6 +335,10 @@ class SelfGen:
                                   min_agree=cfg.min_agree) if n_t else "no tests"
             if isinstance(sel, str):
                 rec["status"] = sel
+                records.append(rec)
+                continue
+            if cfg.consistent_examples and not all(passed[sel.solution][:n_examples]):
+                rec["status"] = "docstring example fails"  # the prompt would teach a wrong example
                 records.append(rec)
                 continue
             spliced = sg.splice(problem["prompt"], comps[sel.solution], problem["entry_point"])
