@@ -411,7 +411,9 @@ class SelfGen:
                    for name, rows in zip(STAGES, (probs, sols, tests, ver))}
         tokens = {name: sum(r.get("n_tokens", 0) for r in rows) for name, rows in zip(STAGES[:3], (probs, sols, tests))}
         gen_s = seconds["problems"] + seconds["solutions"] + seconds["tests"]
-        done = sum(1 for s in self.seeds if s.id in st["verified"] or st["problems"].get(s.id, {}).get("status", "ok") != "ok")
+        finished = {s.id for s in self.seeds if s.id in st["verified"] or st["problems"].get(s.id, {}).get("status", "ok") != "ok"}
+        done = len(finished)
+        parsed_done = sum(1 for r in probs if r.get("problem") and r["seed_id"] in finished)
         return {
             "writer": self.cfg.writer, "seeds_planned": len(self.seeds),
             "counts": {
@@ -423,7 +425,7 @@ class SelfGen:
                 "solutions_agreeing": sum(r.get("n_agree", 0) for r in ver if r["status"] == "kept"),
                 "train": n_train, "heldout": n_heldout,
             },
-            "pass_rate": n_kept / parsed if parsed else 0.0,  # kept / parsed
+            "pass_rate": n_kept / parsed_done if parsed_done else 0.0,  # kept / parsed, over seeds done
             "yield_per_seed": n_kept / done if done else 0.0,
             "problem_rejections": dict(status.most_common()),
             "verification": dict(verdict.most_common()),
