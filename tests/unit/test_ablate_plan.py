@@ -94,7 +94,7 @@ def test_profiles_and_extra_conditions():
     assert {"quickstart", "full"} <= set(profile_names())
     data = resolve_ablate_data({"profile": "quickstart", "extra_conditions": {"k1": {"rag": True, "top_k": 1}}})
     cfg = from_dict(AblateConfig, data)
-    assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 16
+    assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 10
     with pytest.raises(ConfigError, match="unknown profile"):
         load_profile("nope")
 
@@ -113,9 +113,9 @@ def test_a_condition_can_run_on_some_benchmarks_only(tmp_path):
 def test_the_mixed_recipe_reads_the_rag_index_and_trains_with_the_cells_prompt(tmp_path):
     p = plan(_cfg(out=str(tmp_path)))
     assert p.data.config.task == "mixture" and p.data.config.index == str(p.indexes["stdlib"].dir)
-    assert p.data.config.grounded.budget_tokens == 768 and p.data.config.tokenizer == "qwen2.5-coder-0.5b-instruct"
+    assert p.data.config.grounded.budget_tokens == 512 and p.data.config.tokenizer == "qwen2.5-coder-0.5b-instruct"
     lora = p.adapters["lora"].config
-    assert lora.rag.budget_tokens == 768 and lora.prompt.instruction == p.cells[0].config.prompt.instruction
+    assert lora.rag.budget_tokens == 512 and lora.prompt.instruction == p.cells[0].config.prompt.instruction
     rebuilt = plan(_cfg(out=str(tmp_path), indexes={"stdlib": {"build": {"sources": ["stdlib"], "index": {"method": "bm25", "bm25_k1": 1.2}}}}))
     assert rebuilt.data.key != p.data.key and rebuilt.adapters["lora"].key != p.adapters["lora"].key  # data follows its index
     with pytest.raises(ConfigError, match=r"data_index: data.task mixture \(adapter dora\) retrieves its documents from an index"):
