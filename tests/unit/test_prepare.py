@@ -134,7 +134,7 @@ def test_prepare_doc_grounded_and_mixture_write_problem_form_examples(tmp_path):
 
     lib = _grounded_lib(tmp_path)
     rep = prepare(from_dict(PrepareConfig, {"task": "doc-grounded", "sources": [str(lib)], "out": str(tmp_path / "g.jsonl"),
-                                            "decontaminate": ["all"], "grounded": {"min_words": 3, "heldout_modules": 0.0}}))
+                                            "decontaminate": ["offline"], "grounded": {"min_words": 3, "heldout_modules": 0.0}}))
     rows = read_jsonl(rep.train)
     assert rows and all(r["source"] == "doc-grounded" and r["docs"] for r in rows)
     report = json.loads((tmp_path / "g.report.json").read_text())
@@ -177,3 +177,18 @@ def test_problem_form_records_are_validated_on_load(tmp_path):
     bad.write_text(json.dumps({"problem": {"task_id": "t", "prompt": "def f():\n"}, "target": "x"}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: problem is missing field\(s\) entry_point"):
         load_examples(bad)
+
+
+def test_decontaminate_names_are_checked_and_offline_means_every_loadable_benchmark(tmp_path):
+    from dorag.core.errors import ConfigError
+    from dorag.experiments.grounded_data import resolve_decontaminate
+
+    with pytest.raises(ConfigError, match="decontaminate: unknown benchmark"):
+        from_dict(PrepareConfig, {"decontaminate": ["humaneva"]})
+    names = resolve_decontaminate(("offline", "humaneval"))
+    assert {"humaneval", "unseen-api", "unseen-api-shift"} <= set(names) and len(names) == len(set(names))
+    assert "mbpp" not in names  # needs its file: not offline
+    pkg = _write_pkg(tmp_path, n=6)
+    rep = prepare(from_dict(PrepareConfig, {"sources": [str(pkg)], "out": str(tmp_path / "o.jsonl"),
+                                            "decontaminate": ["offline"], "eval_fraction": 0.0}))
+    assert rep.dropped["contaminated:humaneval"] == 1 and "contaminated:unseen-api" in rep.dropped

@@ -28,7 +28,8 @@ SHIPPED_SELFGEN = SHIPPED_DIR / "selfgen-stdlib.jsonl"
 
 
 def every_benchmark() -> list[str]:
-    """The registered benchmarks that load offline here (what "all" in `decontaminate` means)."""
+    """The registered benchmarks that load offline here (what "offline" in `decontaminate` means, as in
+    `dorag data selfgen`)."""
     from dorag.evaluation.benchmarks import BENCHMARKS, load_problems
 
     names = []
@@ -45,7 +46,8 @@ def every_benchmark() -> list[str]:
 
 
 def resolve_decontaminate(names: tuple[str, ...]) -> list[str]:
-    return every_benchmark() if "all" in names else list(names)
+    named = [n for n in names if n != "offline"]
+    return list(dict.fromkeys([*every_benchmark(), *named])) if "offline" in names else named
 
 
 def _records(sources: tuple[str, ...]) -> list[Any]:

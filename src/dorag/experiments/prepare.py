@@ -37,7 +37,8 @@ class PrepareConfig:
     out: str = option("data/train.jsonl", "training JSONL; the held-out split goes to <out stem>.eval.jsonl")
     eval_fraction: float = option(0.05, "share held out (by a hash of the example id, so it is stable)")
     limit: int | None = option(None, "keep at most N training examples (after filtering), chosen by hash")
-    decontaminate: tuple[str, ...] = option(("humaneval",), "benchmarks whose prompts/solutions are removed")
+    decontaminate: tuple[str, ...] = option(("humaneval",), "benchmarks whose prompts/solutions are removed; "
+                                            "offline: every registered benchmark that loads here")
     benchmark_paths: dict[str, str] = option(help="local files for benchmarks that need one, e.g. {mbpp: sanitized-mbpp.json}",
                                              default_factory=dict)
     ngram: int = option(10, "n-gram size for the overlap test")
@@ -58,6 +59,12 @@ class PrepareConfig:
 
     def check(self) -> list[str]:
         problems = []
+        from dorag.evaluation.benchmarks import BENCHMARKS
+
+        unknown_b = [b for b in self.decontaminate if b != "offline" and b.lower() not in BENCHMARKS]
+        if unknown_b:
+            problems.append(f"decontaminate: unknown benchmark(s) {', '.join(unknown_b)}; choose from offline (every "
+                            f"benchmark that loads here), {', '.join(sorted(BENCHMARKS))}")
         if self.task == "mixture":
             unknown = sorted(set(self.mix) - {"no-docs", "oracle", "distractors"})
             if unknown or not self.mix or any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
@@ -167,8 +174,11 @@ def prepare(cfg: PrepareConfig, progress: Callable[[str], None] = lambda m: None
 
         train, held, dropped, extra = grounded_and_mixture(cfg, progress)
     else:
+        from dorag.experiments.grounded_data import resolve_decontaminate
+
         examples, dropped = collect(cfg)
-        examples, contaminated = decontaminate(examples, cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
+        examples, contaminated = decontaminate(examples, resolve_decontaminate(tuple(cfg.decontaminate)),
+                                               cfg.benchmark_paths, cfg.ngram)
         dropped.update(contaminated)
         held = [ex for ex in examples if _bucket(ex["id"]) < cfg.eval_fraction]
         train = [ex for ex in examples if _bucket(ex["id"]) >= cfg.eval_fraction]
