@@ -205,3 +205,34 @@ def test_packing_and_gradient_checkpointing_train(tmp_path, tiny_model_dir):
     res = train_adapter(_cfg(tmp_path, tiny_model_dir, **{"training.packing": True, "training.gradient_checkpointing": True,
                                                            "training.max_steps": 4}), EXAMPLES, EXAMPLES[:4])
     assert res.steps == 4 and res.eval_loss_after < res.eval_loss_before
+
+
+def test_target_only_logits_give_the_plain_trainers_loss_and_gradients(tmp_path, tiny_model_dir):
+    """The output layer runs only from the batch's first target token on; loss and gradients are unchanged."""
+    import peft
+    import transformers
+
+    from dorag.training.encoding import PadCollator, encode_example
+    from dorag.training.sft import target_logits_trainer
+
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                       init_lora_weights=False))
+    long_prompt = [{"role": "user", "content": "def add(a, b):\n" * 12}, {"role": "assistant", "content": "return a + b"}]
+    batch = PadCollator(tok.pad_token_id)([encode_example(tok, m, 512) for m in (EXAMPLES[0]["messages"], long_prompt)])
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    results = []
+    for cls in (transformers.Trainer, target_logits_trainer()):
+        trainer = cls(model=model, args=args)
+        model.zero_grad()
+        n_items = int((batch["labels"][:, 1:] != -100).sum())
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        results.append((float(loss), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_b == pytest.approx(loss_a, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_a, grads_b))
+    first = int((batch["labels"] != -100).float().argmax(dim=1).min())
+    assert first > 20  # the prompt is most of each row: the kept logits are a small part of them

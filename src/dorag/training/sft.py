@@ -141,6 +141,37 @@ class _RunLogger:
         return Callback()
 
 
+def target_logits_trainer() -> type:
+    """A Trainer that computes the output layer only where the loss needs it: from the position before the
+    batch's first target token to the end (`logits_to_keep`), with the labels sliced to match.
+
+    The prompt is most of an example (with retrieved documents, ~600 of ~800 tokens) and the output layer is
+    the largest matmul of a small model (151,936 x 896 for Qwen2.5-0.5B): its logits and their gradients for
+    the prompt are pure waste -- 21 GiB for four 1,280-token rows. The loss is the same (the causal LM loss
+    shifts labels by one, so the kept logits at positions T-K..T-2 predict labels T-K+1..T-1, which hold every
+    target token); tests/unit/test_training.py checks loss and gradients against the plain Trainer.
+    """
+    transformers = require("transformers", extra="models")
+    from dorag.training.encoding import IGNORE
+
+    class TargetLogitsTrainer(transformers.Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            labels = inputs.get("labels")
+            if labels is not None and "position_ids" not in inputs:
+                has = labels != IGNORE  # (B, T)
+                rows = has.any(dim=1)
+                if bool(rows.any()):
+                    width = labels.shape[1]
+                    first = int(has.float().argmax(dim=1)[rows].min())  # earliest target token in the batch
+                    keep = width - first + 1
+                    inputs = {**inputs, "labels": labels[:, width - keep:], "logits_to_keep": keep}
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return TargetLogitsTrainer
+
+
 def _peak_memory_mb() -> float:
     import resource
 
@@ -206,8 +237,9 @@ def train_adapter(cfg: TrainConfig, train_examples: list[dict], eval_examples: l
         # QLoRA on GPU: paged 8-bit AdamW (QLoRA paper sec. 3); else the Trainer's default (fused AdamW).
         **({"optim": "paged_adamw_8bit"} if cfg.peft.method == "qlora" and torch.cuda.is_available() else {}),
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
-                                   data_collator=collator, callbacks=[_RunLogger(run, progress)])
+    trainer_cls = transformers.Trainer if tcfg.packing else target_logits_trainer()
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds or None,
+                          data_collator=collator, callbacks=[_RunLogger(run, progress)])
     for callback in trainer.callback_handler.callbacks:  # the bars stay; the log dicts go to metrics.jsonl, not stdout
         if isinstance(callback, (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback)):
             callback.on_log = lambda *a, **k: None
