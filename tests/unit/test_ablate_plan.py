@@ -129,7 +129,7 @@ def test_the_full_profile_keeps_the_old_recipe_as_its_own_adapter_and_data(tmp_p
     assert {c.benchmark for c in p.cells} == {"humaneval", "unseen-api", "unseen-api-shift"}
     assert {c.condition for c in p.cells} == {*SIX, "dora_legacy_only", "dora_legacy_rag"} and len(p.cells) == 24
     new, old = p.adapter_data["dora"], p.adapter_data["dora_legacy"]
-    assert new is p.data and new.config.task == "mixture" and new.config.limit == 800
+    assert new is p.data and new.config.task == "mixture" and new.config.limit == 600
     assert old.config.task == "code-legacy" and old.config.limit is None and old.dir != new.dir
     assert p.adapters["dora_legacy"].config.data.train == str(old.config.out)
     assert p.adapters["dora_legacy"].config.training.max_seq_len == 512
