@@ -94,7 +94,7 @@ def test_profiles_and_extra_conditions():
     assert {"quickstart", "full"} <= set(profile_names())
     data = resolve_ablate_data({"profile": "quickstart", "extra_conditions": {"k1": {"rag": True, "top_k": 1}}})
     cfg = from_dict(AblateConfig, data)
-    assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 10
+    assert list(cfg.conditions) == [*SIX, "k1"] and cfg.benchmarks["humaneval"].limit == 16
     with pytest.raises(ConfigError, match="unknown profile"):
         load_profile("nope")
 

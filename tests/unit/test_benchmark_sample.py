@@ -104,7 +104,7 @@ def test_quickstart_cells_use_the_stratified_sample_and_default_cells_keep_their
 
     quick = plan(from_dict(AblateConfig, deep_merge(load_profile("quickstart"), {"out": str(tmp_path / "q")})))
     assert {c.config.sample for c in quick.cells} == {"stratified"}
-    assert {c.config.limit for c in quick.cells if c.benchmark == "unseen-api"} == {15}
+    assert {c.config.limit for c in quick.cells if c.benchmark == "unseen-api"} == {16}
     first = plan(from_dict(AblateConfig, deep_merge(load_profile("quickstart"), {
         "out": str(tmp_path / "q"), "benchmarks": {b: {"sample": "first"} for b in ("humaneval", "unseen-api")}})))
     assert {c.config.sample for c in first.cells} == {"first"}
