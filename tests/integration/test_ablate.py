@@ -194,3 +194,18 @@ def test_an_index_given_by_path_is_left_untouched(capsys, tmp_path, grid, code_c
     code, _, err = run(capsys, "report", moved, "--out", tmp_path / "rep", "--bootstrap", "200")
     assert code == 0, err
     assert "rag_only" in (tmp_path / "rep" / "results.md").read_text()
+
+
+def test_a_run_without_rag_conditions_does_not_open_the_unbuilt_index(capsys, tmp_path, grid):
+    # a benchmark with relevance judgements (Unseen-API) gets retrieval figures only from an index that was built
+    cfg = yaml.safe_load(grid.read_text())
+    cfg["benchmarks"] = {"ua": {"benchmark": "unseen-api", "limit": 2, "index": "code"}}
+    grid.write_text(yaml.safe_dump(cfg))
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "baseline")
+    assert code == 0, err
+    ablation = read_json(tmp_path / "abl" / "ablation.json")
+    assert [c["condition"] for c in ablation["cells"]] == ["baseline"] and ablation["retrieval"] == {}
+    assert not (tmp_path / "abl" / "indexes").exists()
+    code, _, err = run(capsys, "ablate", grid, "--conditions", "rag_only")
+    assert code == 0, err
+    assert read_json(tmp_path / "abl" / "ablation.json")["retrieval"]["ua"]["n_queries"] > 0

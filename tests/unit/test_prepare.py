@@ -181,11 +181,11 @@ def test_problem_form_records_are_validated_on_load(tmp_path):
 
 def test_decontaminate_names_are_checked_and_offline_means_every_loadable_benchmark(tmp_path):
     from dorag.core.errors import ConfigError
-    from dorag.experiments.grounded_data import resolve_decontaminate
+    from dorag.data.decontam import Benchmarks
 
     with pytest.raises(ConfigError, match="decontaminate: unknown benchmark"):
         from_dict(PrepareConfig, {"decontaminate": ["humaneva"]})
-    names = resolve_decontaminate(("offline", "humaneval"))
+    names = Benchmarks.load(("offline", "humaneval")).names
     assert {"humaneval", "unseen-api", "unseen-api-shift"} <= set(names) and len(names) == len(set(names))
     assert "mbpp" not in names  # needs its file: not offline
     pkg = _write_pkg(tmp_path, n=6)

@@ -19,35 +19,13 @@ from typing import Any
 
 from dorag.core.errors import DataError
 from dorag.data.ast_extract import extract_from_tree, extract_stdlib
+from dorag.data.decontam import Benchmarks
 from dorag.data.docgrounded import build_examples
 from dorag.data.sft_data import load_examples, pairs_from_functions
 
 log = logging.getLogger(__name__)
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "shipped"
 SHIPPED_SELFGEN = SHIPPED_DIR / "selfgen-stdlib.jsonl"
-
-
-def every_benchmark() -> list[str]:
-    """The registered benchmarks that load offline here (what "offline" in `decontaminate` means, as in
-    `dorag data selfgen`)."""
-    from dorag.evaluation.benchmarks import BENCHMARKS, load_problems
-
-    names = []
-    for name, bench in BENCHMARKS.items():
-        if not bench.offline:
-            continue
-        try:
-            load_problems(name)
-        except (DataError, ImportError, OSError):  # a data package that is not installed (Spider's)
-            log.info("decontamination: %s cannot be loaded here; skipped", name)
-            continue
-        names.append(name)
-    return names
-
-
-def resolve_decontaminate(names: tuple[str, ...]) -> list[str]:
-    named = [n for n in names if n != "offline"]
-    return list(dict.fromkeys([*every_benchmark(), *named])) if "offline" in names else named
 
 
 def _records(sources: tuple[str, ...]) -> list[Any]:
@@ -152,16 +130,19 @@ def grounded_and_mixture(cfg: Any, progress: Callable[[str], None] = lambda m: N
     tasks = _no_docs_examples(tuple(cfg.grounded_tasks)) if cfg.grounded_tasks else []
     train, held, rep = build_examples(records, docs, retrieve, _doc_tokens(cfg.tokenizer), gcfg, progress=progress,
                                       tasks=tasks, check=_sandbox_check if tasks else None)
-    benchmarks = resolve_decontaminate(tuple(cfg.decontaminate))
+    benchmarks = Benchmarks.load(cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
     dropped: dict[str, int] = {f"doc-grounded:{k}": v for k, v in (rep.dropped or {}).items()}
-    train, counts = decontaminate(train, benchmarks, cfg.benchmark_paths, cfg.ngram)
-    held, counts_held = decontaminate(held, benchmarks, cfg.benchmark_paths, cfg.ngram)
+    train, counts = decontaminate(train, benchmarks)
+    held, counts_held = decontaminate(held, benchmarks)
     for k, v in counts.items():
         dropped[f"doc-grounded:{k}"] = v + counts_held.get(k, 0)
-    extra: dict[str, Any] = {"doc_grounded": {**rep.to_dict(), "decontaminated_against": benchmarks}}
+    grounded = {**rep.to_dict(), "decontaminated_against": benchmarks.names}
+    if benchmarks.skipped:
+        grounded["decontamination_skipped"] = benchmarks.skipped
+    extra: dict[str, Any] = {"doc_grounded": grounded}
     if cfg.task == "mixture":
         plain = _no_docs_examples(tuple(cfg.no_docs_sources))
-        plain, counts_plain = decontaminate(plain, benchmarks, cfg.benchmark_paths, cfg.ngram)
+        plain, counts_plain = decontaminate(plain, benchmarks)
         for k, v in counts_plain.items():
             dropped[f"no-docs:{k}"] = v
         plain_held = [ex for ex in plain if _bucket("heldout:" + ex["id"]) < cfg.eval_fraction]

@@ -17,10 +17,9 @@ from dorag.core.config import option
 from dorag.core.errors import DataError
 from dorag.core.io import write_json, write_jsonl
 from dorag.data.ast_extract import extract_from_tree, extract_stdlib
-from dorag.data.decontam import Decontaminator, benchmark_texts
+from dorag.data.decontam import Benchmarks
 from dorag.data.docgrounded import DocGroundedConfig
 from dorag.data.sft_data import example_text, load_examples, pairs_from_functions
-from dorag.evaluation.benchmarks import load_problems
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +149,10 @@ def hub_examples(dataset_id: str, task: str) -> list[dict[str, Any]]:
     return [convert_record(dict(r), f"{dataset_id}:{i + 1}", task, i + 1) for i, r in enumerate(rows)]
 
 
-def decontaminate(examples: Sequence[dict[str, Any]], benchmarks: Sequence[str], paths: dict[str, str],
-                  n: int = 10) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def decontaminate(examples: Sequence[dict[str, Any]], benchmarks: Benchmarks) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Drop examples whose text shares an n-gram with any benchmark; counts per benchmark."""
-    kept = list(examples)
-    counts: dict[str, int] = {}
-    for name in benchmarks:
-        index = Decontaminator(n=n).add(benchmark_texts(load_problems(name, benchmark_path=paths.get(name))))
-        before = len(kept)
-        kept = [ex for ex in kept if not index.contaminated(example_text(ex))]
-        counts[f"contaminated:{name}"] = before - len(kept)
-    return kept, counts
+    keep, counts = benchmarks.drop([example_text(ex) for ex in examples])
+    return [ex for ex, k in zip(examples, keep) if k], counts
 
 
 def _bucket(ex_id: str) -> float:
@@ -174,11 +166,12 @@ def prepare(cfg: PrepareConfig, progress: Callable[[str], None] = lambda m: None
 
         train, held, dropped, extra = grounded_and_mixture(cfg, progress)
     else:
-        from dorag.experiments.grounded_data import resolve_decontaminate
-
         examples, dropped = collect(cfg)
-        examples, contaminated = decontaminate(examples, resolve_decontaminate(tuple(cfg.decontaminate)),
-                                               cfg.benchmark_paths, cfg.ngram)
+        benchmarks = Benchmarks.load(cfg.decontaminate, cfg.benchmark_paths, cfg.ngram)
+        examples, contaminated = decontaminate(examples, benchmarks)
+        extra["decontaminated_against"] = benchmarks.names
+        if benchmarks.skipped:
+            extra["decontamination_skipped"] = benchmarks.skipped
         dropped.update(contaminated)
         held = [ex for ex in examples if _bucket(ex["id"]) < cfg.eval_fraction]
         train = [ex for ex in examples if _bucket(ex["id"]) >= cfg.eval_fraction]

@@ -301,6 +301,8 @@ def retrieval_figures(cfg: AblateConfig, p: Plan) -> dict[str, Any]:
         if not b.index or b.index not in p.indexes or b.problems:
             continue
         unit = p.indexes[b.index]
+        if not unit.done():
+            continue  # not built: no cell of this run retrieves from it (only non-RAG conditions were asked for)
         # kept in the ablation's own directory: an index given by path may be another stage's output
         cache = Path(cfg.out) / "retrieval" / f"{b.index}-{unit.key}-{b.benchmark or bname}.json"
         if cache.is_file():

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from dorag.core.config import at_least_one, option
-from dorag.core.errors import ConfigError, DataError, DoragError
+from dorag.core.errors import ConfigError, DataError
 from dorag.core.io import JsonlAppender, exclusive, iter_jsonl, repair_jsonl_tail, write_json, write_jsonl
 from dorag.data import selfgen as sg
 from dorag.data.ast_extract import FunctionRecord
-from dorag.data.decontam import Decontaminator, benchmark_texts
+from dorag.data.decontam import Benchmarks
 from dorag.data.postprocess import to_completion
 from dorag.data.prompts import PromptConfig, build_prompt, stops_for
-from dorag.evaluation.benchmarks import BENCHMARKS, load_problems
+from dorag.evaluation.benchmarks import BENCHMARKS
 from dorag.evaluation.evaluate import build_program
 from dorag.evaluation.sandbox import Sandbox, SandboxConfig
 from dorag.models.generator import GenerationParams, Generator
@@ -121,42 +121,6 @@ class SelfGenConfig:
 
 
 # --------------------------------------------------------------------------------- decontamination
-
-
-@dataclass
-class Benchmarks:
-    """The n-gram index and the entry-point signatures of each benchmark that training data must avoid."""
-
-    grams: dict[str, Decontaminator] = field(default_factory=dict)
-    signatures: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # 'offline' benchmarks that did not load here, and why
-
-    @classmethod
-    def load(cls, names: Sequence[str], paths: dict[str, str], n: int) -> Benchmarks:
-        out = cls()
-        wanted = [b.name for b in BENCHMARKS.values() if b.offline] if "offline" in names else []
-        wanted += [b.lower() for b in names if b != "offline" and b.lower() not in wanted]
-        for name in wanted:
-            try:
-                problems = load_problems(name, benchmark_path=paths.get(name))
-            except DoragError as exc:  # includes a missing optional package
-                if name in names:
-                    raise
-                out.skipped[name] = str(exc).splitlines()[0][:200]
-                continue
-            out.grams[name] = Decontaminator(n=n).add(benchmark_texts(problems))
-            out.signatures[name] = {key for p in problems if p.get("entry_point")
-                                    and (key := sg.signature_key(p.get("prompt", ""), p["entry_point"]))}
-        return out
-
-    def leak(self, text: str, signature: tuple[str, str] | None = None) -> str | None:
-        """Why `text` may not be used ('contaminated:humaneval', 'signature:humaneval'), or None."""
-        for name, index in self.grams.items():
-            if signature is not None and signature in self.signatures.get(name, ()):
-                return f"signature:{name}"
-            if index.contaminated(text):
-                return f"contaminated:{name}"
-        return None
 
 
 # ------------------------------------------------------------------------------------------- stages
