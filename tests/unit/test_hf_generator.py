@@ -83,3 +83,38 @@ def test_chat_prompt_uses_the_template_and_prefix(tiny_generator):
 def test_greedy_n_gt_1_repeats_the_single_decode(tiny_generator):
     out = tiny_generator.generate_text(PROMPTS[:1], GenerationParams(max_new_tokens=8, n=3))
     assert len(out[0]) == 3 and len({c.text for c in out[0]}) == 1
+
+
+def _sorted_nucleus(logits, temperature: float, top_p: float):
+    """The nucleus by a full sort of the vocabulary (the textbook algorithm): dense (b, V) probabilities."""
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    sorted_p = sorted_p.masked_fill(sorted_p.cumsum(-1) - sorted_p > top_p, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.8, 0.95), (1.0, 0.5), (5.0, 0.99), (0.2, 0.9)])
+def test_the_windowed_nucleus_is_the_full_sort_nucleus(temperature, top_p):
+    from dorag.models.hf import nucleus
+
+    gen = torch.Generator().manual_seed(0)
+    peaked = torch.randn(6, 5000, generator=gen) * 6  # nucleus of a few tokens: inside the first window
+    flat = torch.randn(2, 5000, generator=gen) * 0.1  # nucleus of thousands of tokens: the wider windows
+    for logits in (peaked, flat, torch.cat([peaked, flat])):
+        cand, probs = nucleus(logits, temperature, top_p, widths=(16, 256))
+        dense = torch.zeros_like(logits).scatter_(-1, cand, probs)
+        torch.testing.assert_close(dense, _sorted_nucleus(logits, temperature, top_p), rtol=1e-5, atol=1e-7)
+
+
+def test_sampled_tokens_follow_the_nucleus_distribution(tiny_generator):
+    from dorag.models.hf import TransformersGenerator
+
+    logits = torch.tensor([[4.0, 3.0, 2.0, 0.0, -1.0, -9.0]]).repeat(20000, 1)
+    want = _sorted_nucleus(logits[:1], 1.0, 0.9)[0]
+    for top_p in (0.9, 1.0):
+        params = GenerationParams(temperature=1.0, top_p=top_p)
+        picks = TransformersGenerator._pick(logits, params, torch.Generator().manual_seed(3))
+        freq = torch.bincount(picks, minlength=6).float() / len(picks)
+        ref = want if top_p < 1 else torch.softmax(logits[0], -1)
+        assert (freq[ref == 0] == 0).all()  # never outside the nucleus
+        torch.testing.assert_close(freq, ref, atol=0.015, rtol=0)

@@ -188,10 +188,35 @@ class TransformersGenerator:
         torch = require("torch", extra="models")
         if params.greedy:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / params.temperature, dim=-1)  # (b, V)
-        if params.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest set reaching top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-        return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+        if params.top_p >= 1.0:
+            # the whole distribution, by inverse CDF: one uniform per row against the cumulative mass (same law
+            # as multinomial, which costs ten times more over a 152k vocabulary on this CPU)
+            cdf = torch.softmax(logits / params.temperature, dim=-1).cumsum(dim=-1)  # (b, V)
+            u = torch.rand((cdf.shape[0], 1), generator=rng, device=cdf.device) * cdf[:, -1:]
+            return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
+        cand, probs = nucleus(logits, params.temperature, params.top_p)
+        choice = torch.multinomial(probs, 1, generator=rng)  # (b, 1), over the nucleus only
+        return cand.gather(-1, choice).squeeze(-1)
+
+
+def nucleus(logits: Any, temperature: float, top_p: float, widths: Sequence[int] = (256, 4096)) -> tuple[Any, Any]:
+    """The top-p nucleus of each row of `logits` (b, V) at `temperature`: candidate ids (b, k) and their
+    probabilities (b, k), zero outside the nucleus (the smallest set, in probability order, whose mass reaches
+    top_p; Holtzman et al., arXiv 1904.09751).
+
+    Sorting a 152k vocabulary for every row at every step cost more than the model's forward pass here (1.3 s
+    for 64 rows). The nucleus of a code model is almost always a few dozen tokens, so the top `widths[0]` are
+    taken first, and a wider set only when some row's nucleus does not end inside it: the same nucleus as a
+    full sort, at a fraction of the cost.
+    """
+    torch = require("torch", extra="models")
+    scaled = logits.float() / temperature
+    lse = torch.logsumexp(scaled, dim=-1, keepdim=True)  # (b, 1): probabilities are of the full vocabulary
+    vocab = scaled.shape[-1]
+    for k in [*(w for w in widths if w < vocab), vocab]:
+        top, cand = scaled.topk(k, dim=-1)  # sorted, most probable first
+        probs = (top - lse).exp()
+        drop = probs.cumsum(-1) - probs > top_p  # a token is kept while the mass before it is below top_p
+        if k == vocab or bool(drop[:, -1].all()):  # every row's nucleus ends inside the top k
+            return cand, probs.masked_fill(drop, 0.0)
+    raise AssertionError("unreachable: the last width is the vocabulary")
