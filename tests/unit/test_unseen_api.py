@@ -109,8 +109,20 @@ def test_corpus_and_qrels_cover_every_task(problems):
 def test_no_task_solution_leaks_into_the_corpus(problems):
     from dorag.data.leakage import LeakageChecker
 
-    findings = LeakageChecker(problems).scan(corpus())
-    assert [f for f in findings if f["kind"] == "solution"] == []
+    checker = LeakageChecker(problems)
+    assert [f for f in checker.scan(corpus()) if f["kind"] == "solution"] == []
+    # the same check on a copy of the corpus with solutions planted into documents finds exactly those: one
+    # pasted at the end of a source file, one renamed in a markdown answer after a reference document (its
+    # inner `return zorbel.smooth(r, width)` is task 17's whole solution, renamed, so that one is found too)
+    docs = [dict(d) for d in corpus()]
+    bare, wrapped = problems[0], problems[-1]
+    docs[3]["text"] += "\n\nreel = spool([1, 2])\n" + bare["canonical_solution"].strip() + "\n"
+    renamed = wrapped["canonical_solution"].replace("reel", "r")
+    docs[7]["text"] += "\n\nAnswer:\n```python\n" + renamed + "```\n"
+    findings = [f for f in checker.scan(docs) if f["kind"] == "solution"]
+    smooth = next(p["task_id"] for p in problems if p["canonical_solution"] == "    return zorbel.smooth(reel, width)\n")
+    assert {(f["doc_id"], f["task_id"]) for f in findings} == {
+        (docs[3]["id"], bare["task_id"]), (docs[7]["id"], wrapped["task_id"]), (docs[7]["id"], smooth)}
 
 
 # ---------------------------------------------------------------- the version-shift variant (numpy 2.x)
