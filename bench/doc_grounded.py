@@ -63,11 +63,15 @@ def main() -> None:
     train, held, rep = build_examples(records, index.docs, retrieve, lambda d: int(len(format_document(d)) / 3.5) + 1,
                                       DocGroundedConfig())
     wall = time.perf_counter() - t1
-    shown = sum(any(e["target"][len(e["problem"]["prompt"]):].strip() in d["text"] for d in e["docs"])
-                for e in [*train, *held])
+    holding = [(e["id"], d["id"], e["target"][len(e["problem"]["prompt"]):].strip()) for e in [*train, *held]
+               for d in e["docs"] if e["target"][len(e["problem"]["prompt"]):].strip() in d["text"]]
+    shown = len({ex for ex, _, _ in holding})
+    for ex, doc, body in holding[:5]:
+        print(f"  {ex}: document {doc} holds its body {body[:80]!r}")
     print(f"dorag build: {len(train)} train + {len(held)} held out ({rep.with_oracle} with the oracle, "
           f"{rep.distractors_only} distractors only, {rep.renamed} renamed) in {wall:.1f} s "
-          f"({(len(train) + len(held)) / wall:.1f} examples/s); examples whose documents hold their target: {shown}")
+          f"({(len(train) + len(held)) / wall:.1f} examples/s); examples whose documents hold their body verbatim: {shown}; "
+          f"dropped: {dict(rep.dropped)}")
 
 
 if __name__ == "__main__":

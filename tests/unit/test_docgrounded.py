@@ -97,6 +97,21 @@ def test_oracle_examples_carry_the_called_apis_and_never_their_own_document(libr
     assert rep.with_oracle == len(train) and rep.distractors_only == 0
 
 
+def test_a_copy_of_the_target_under_another_id_is_not_a_distractor(library):
+    # the stdlib holds some functions twice (a vendored copy, an alias with its own body): exclusion by id
+    # misses the copy, so the builder also drops any document that the leakage check says holds the answer
+    records, docs = library
+    normalise = next(d for d in docs if d["id"] == "stats:normalise")
+    copy = {"id": "vendored:normalise_copy", "text": "# vendored\n" + normalise["text"].replace("values", "xs"),
+            "meta": {}}
+    train, _, rep = build_examples(records, [*docs, copy], lambda problem, k: [copy, *docs][:k],
+                                   lambda d: len(d["text"]) // 4 + 8,
+                                   DocGroundedConfig(heldout_modules=0.0, min_words=3, oracle_p=1.0, rename_p=0.0), seed=1)
+    ex = next(e for e in train if e["problem"]["entry_point"] == "normalise")
+    assert copy["id"] not in [d["id"] for d in ex["docs"]] and len(ex["docs"]) == 4
+    assert rep.dropped["distractor_holds_target"] >= 1
+
+
 def test_distractor_only_examples_hold_no_oracle(library):
     train, _, rep = _build(library, oracle_p=0.0)
     assert rep.with_oracle == 0 and rep.renamed == 0

@@ -222,6 +222,18 @@ def _tested_tasks(tasks: Sequence[dict[str, Any]], report: BuildReport) -> Itera
             yield _Task(recs[0], problem, target, f"task:{ex.get('source', 'tasks')}", problem["test"])
 
 
+def _target_check(problem: dict[str, Any], target: str) -> Callable[[Document], bool]:
+    """Whether a document holds this example's answer, by the leakage check's tests on one problem."""
+    from dorag.data.leakage import LeakageChecker
+
+    prompt = problem.get("prompt", "")
+    body = target[len(prompt):] if prompt and target.startswith(prompt) else target
+    checker = LeakageChecker([{"task_id": "own", "prompt": prompt, "canonical_solution": body,
+                               "entry_point": problem.get("entry_point", "")}])
+    # a sibling that shares the docstring (an alias, an overload) is a fair distractor: only the answer counts
+    return lambda doc: any(f["kind"] == "solution" for f in checker.check(doc["text"]))
+
+
 def build_examples(records: Sequence[FunctionRecord], docs: Sequence[Document], retrieve: Retrieve,
                    doc_tokens: Callable[[Document], int], cfg: DocGroundedConfig, seed: int = 0,
                    progress: Callable[[str], None] = lambda m: None, tasks: Sequence[dict[str, Any]] = (),
@@ -256,7 +268,22 @@ def build_examples(records: Sequence[FunctionRecord], docs: Sequence[Document], 
         with_oracle = rng.random() < cfg.oracle_p
         n_docs = cfg.n_distractors + (0 if with_oracle else len(oracle_docs))
         hits = retrieve(problem, n_docs + len(excluded) + 8)
-        distractors = [d for d in hits if doc_root(d) not in excluded and d["id"] not in excluded][:n_docs]
+        # by id first; then by content, for a copy of the function under another id (the stdlib holds some
+        # functions twice), with the leakage check's code and statement tests
+        holds_target = _target_check(problem, target)
+        if any(holds_target(d) for d in oracle_docs):
+            report.dropped["oracle_holds_target"] += 1
+            continue
+        distractors = []
+        for d in hits:
+            if len(distractors) == n_docs:
+                break
+            if doc_root(d) in excluded or d["id"] in excluded:
+                continue
+            if holds_target(d):
+                report.dropped["distractor_holds_target"] += 1  # the document is skipped, the example kept
+                continue
+            distractors.append(d)
         chosen = list(distractors)
         if with_oracle:
             for d in oracle_docs:

@@ -38,6 +38,7 @@ _CODE_TOKEN = re.compile(
     r"(\"\"\"[\s\S]*?\"\"\"|'\'\'[\s\S]*?'\'\'|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*')"  # strings
     r"|(#[^\n]*)"  # comments
     r"|([A-Za-z_][A-Za-z0-9_]*)|(\d[\w.]*)|([^\s\w])")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*\n(.*?)^[ \t]*(?:```|~~~)", re.MULTILINE | re.DOTALL)
 
 
@@ -159,6 +160,9 @@ class LeakageChecker:
         self.exact_units: dict[tuple[str, ...], list[str]] = defaultdict(list)
         self.specific: dict[str, bool] = {}
         self.sizes: set[int] = set()  # statement counts of the specific solutions
+        # the words a solution keeps when anonymised (keywords, builtins, attribute names): a document that lacks
+        # one cannot hold it, so most documents skip the parse
+        self.words: dict[str, frozenset[str]] = {}
         self.targets: list[tuple[str, str, int, str]] = []  # (task_id, kind, n-gram count, normalised text)
         self.short: list[tuple[str, str, tuple[str, ...], str]] = []  # texts with fewer than n tokens
         self.index: dict[tuple[str, ...], list[int]] = defaultdict(list)
@@ -192,6 +196,7 @@ class LeakageChecker:
             for g in grams:
                 self.code_index[g].append(len(self.code_targets) - 1)
         units = statement_units(solution)
+        self.words[task_id] = frozenset(t for t in toks if _WORD.fullmatch(t) and t != "ID")
         if units:
             self.units[units[0].anonymous].append(task_id)
             self.exact_units[units[0].exact].append(task_id)
@@ -212,7 +217,9 @@ class LeakageChecker:
             if count / total >= self.code_threshold:
                 found[task_id] = {"task_id": task_id, "kind": "solution", "score": round(count / total, 4),
                                   "exact": False, "test": "code"}
-        if self.units:
+        words = set(_WORD.findall(text))
+        candidates = {t for t, need in self.words.items() if need <= words}
+        if self.units and candidates:
             for block, whole in code_blocks(text):
                 for unit in statement_units(block):
                     # a generic body counts only where it is the whole snippet: `return x + y` (HumanEval/53) is
@@ -224,7 +231,7 @@ class LeakageChecker:
                         for k in (k for k in self.sizes if k < len(unit.anonymous)):
                             for i in range(len(unit.anonymous) - k + 1):
                                 tasks += [t for t in self.units.get(unit.anonymous[i : i + k], ()) if self.specific[t]]
-                    for task_id in tasks:
+                    for task_id in (t for t in tasks if t in candidates):
                         found.setdefault(task_id, {"task_id": task_id, "kind": "solution", "score": 1.0,
                                                    "exact": False, "test": "statements"})
         return list(found.values())
