@@ -115,22 +115,33 @@ class Unit:
     anonymous: tuple[str, ...]
     exact: tuple[str, ...]
     top: bool  # the top level of the code (not a function body inside it)
-    specific: bool
+    shape: tuple[str, ...]  # the statements' node types
 
 
-def statement_units(code: str) -> list[Unit]:
+Wanted = Callable[[tuple[str, ...], bool], bool]
+
+
+def statement_units(code: str, wanted: Wanted | None = None) -> list[Unit]:
     """The statement sequences of a piece of code: its top level, and the body of every function in it
-    (leading docstrings dropped). Empty if it does not parse."""
+    (leading docstrings dropped). Empty if it does not parse. `wanted(shape, top)` picks the sequences worth
+    dumping by their statements' node types (dumping is most of the cost of a scan)."""
     try:
         tree = ast.parse(textwrap.dedent(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     bodies = [(tree.body, True)] + [(n.body, False) for n in ast.walk(tree)
                                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    bodies = [(b[1:] if b and _is_docstring(b[0]) else b, top) for b, top in bodies]
-    exact = [(_dump(b), _specific(b)) for b, _ in bodies]
+    picked = []
+    for body, top in bodies:
+        stmts = body[1:] if body and _is_docstring(body[0]) else body
+        shape = tuple(type(st).__name__ for st in stmts)
+        if stmts and (wanted is None or wanted(shape, top)):
+            picked.append((stmts, top, shape))
+    if not picked:
+        return []
+    exact = [_dump(stmts) for stmts, _, _ in picked]
     _Anonymise().visit(tree)
-    return [Unit(_dump(b), ex, top, spec) for (b, top), (ex, spec) in zip(bodies, exact) if b]
+    return [Unit(_dump(stmts), ex, top, shape) for (stmts, top, shape), ex in zip(picked, exact)]
 
 
 def code_blocks(text: str) -> list[tuple[str, bool]]:
@@ -160,6 +171,8 @@ class LeakageChecker:
         self.exact_units: dict[tuple[str, ...], list[str]] = defaultdict(list)
         self.specific: dict[str, bool] = {}
         self.sizes: set[int] = set()  # statement counts of the specific solutions
+        self.shapes: set[tuple[str, ...]] = set()  # the solutions' statement node types
+        self.window_shapes: set[tuple[str, ...]] = set()  # those of the specific ones
         # the words a solution keeps when anonymised (keywords, builtins, attribute names): a document that lacks
         # one cannot hold it, so most documents skip the parse
         self.words: dict[str, frozenset[str]] = {}
@@ -200,9 +213,18 @@ class LeakageChecker:
         if units:
             self.units[units[0].anonymous].append(task_id)
             self.exact_units[units[0].exact].append(task_id)
-            self.specific[task_id] = units[0].specific
-            if units[0].specific:
-                self.sizes.add(len(units[0].anonymous))
+            specific = _specific(ast.parse(textwrap.dedent(solution)).body)
+            self.specific[task_id] = specific
+            self.shapes.add(units[0].shape)
+            if specific:
+                self.window_shapes.add(units[0].shape)
+                self.sizes.add(len(units[0].shape))
+
+    def _wanted(self, shape: tuple[str, ...], top: bool) -> bool:
+        if shape in self.shapes:
+            return True
+        return top and any(shape[i : i + k] in self.window_shapes for k in self.sizes if k < len(shape)
+                           for i in range(len(shape) - k + 1))
 
     def check_code(self, text: str) -> list[dict[str, Any]]:
         """Findings of the code and statement tests for one document: [{task_id, kind, score, exact, test}]."""
@@ -221,7 +243,7 @@ class LeakageChecker:
         candidates = {t for t, need in self.words.items() if need <= words}
         if self.units and candidates:
             for block, whole in code_blocks(text):
-                for unit in statement_units(block):
+                for unit in statement_units(block, self._wanted):
                     # a generic body counts only where it is the whole snippet: `return x + y` (HumanEval/53) is
                     # also the body of the stdlib's operator.add and of an example in typing.ParamSpec's docstring
                     snippet = whole and unit.top
