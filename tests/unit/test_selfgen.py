@@ -385,3 +385,75 @@ def test_cli_unknown_writer_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-model" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------- expected values from execution
+
+
+def test_outputs_select_the_agreeing_group_and_the_writers_values_break_a_wrong_majority():
+    stub = [("None", True)] * 3
+    first, last = [("1", True), ("4", True), ("7", True)], [("2", True), ("6", True), ("9", True)]
+    # three samples return the first item, one the last; no written value: the majority wins
+    sel = sg.select_by_outputs([first, first, first, last], stub)
+    assert sel.group == [0, 1, 2] and sel.outputs == ["1", "4", "7"] and sel.calls == [0, 1, 2]
+    # the writer's tests expect the last item on two inputs: 1 x (1 + 2) beats 3 x (1 + 0)
+    sel = sg.select_by_outputs([first, first, first, last, last], stub, written=["2", "6", None])
+    assert sel.group == [3, 4] and sel.solution == 3 and sel.outputs == ["2", "6", "9"]
+    # unusable inputs (an error, a repr that does not evaluate back, the stub's own output) are left out
+    row = [("!TypeError", False), ("<object at 0x1>", False), ("None", True), ("3", True), ("5", True)]
+    sel = sg.select_by_outputs([row, row], [("None", True)] * 5)
+    assert sel.calls == [3, 4]
+    assert sg.select_by_outputs([first, last], stub) == "no agreement"
+    assert sg.select_by_outputs([[("0", True)] * 3] * 2, stub) == "constant outputs"
+    assert sg.select_by_outputs([[("!ValueError", False)] * 3] * 2, stub) == "every solution fails on every input"
+
+
+def test_examples_are_rewritten_with_the_outputs_and_unverifiable_ones_dropped():
+    prompt = ('def enc(s: bytes) -> bytes:\n    """Encode s.\n    >>> enc(b"hi")\n    b"made up"\n'
+              "    >>> enc(b'x',\n    ...     )\n    b'?'\n    >>> enc(b'')\n    b''\n    \"\"\"\n")
+    new = sg.rewrite_examples(prompt, "enc", {"candidate(b'hi')": "b'aGk='", "candidate(b'')": "b''"})
+    assert new == ('def enc(s: bytes) -> bytes:\n    """Encode s.\n    >>> enc(b"hi")\n    b\'aGk=\'\n'
+                   "    >>> enc(b'')\n    b''\n    \"\"\"\n")
+    assert sg.rewrite_examples(prompt, "enc", {}) is None
+    assert sg.call_of("assert candidate([1], k=2) == [3], 'msg'") == "candidate([1], k=2)"
+    assert sg.expected_of("assert candidate(1) is None") == "None" and sg.expected_of("assert f(1) > 2") is None
+
+
+def test_the_probe_reports_outputs_through_the_sandbox():
+    calls = ["candidate([3, 1])", "candidate([])", "candidate(5)", "candidate([object()])"]
+    probe = sg.probe_test(calls, "MARK")
+    program = "def top(xs):\n    return max(xs) if xs else None\n" + probe + "check(top)\n"
+    with Sandbox() as box:
+        res = box.run(program)
+    rows = sg.read_probe(res.stderr_tail, "MARK", len(calls))
+    assert rows[:3] == [("3", True), ("None", True), ("!TypeError", False)]
+    assert rows[3][0].startswith("<object object at") and rows[3][1] is False  # no literal: not usable
+    assert sg.read_probe("nothing here", "MARK", 2) == [("!died", False)] * 2
+
+
+WRONG_EXAMPLES = {  # the writer's examples and tests with made-up values, as the 0.5B model writes them
+    "add_offsets": ("[1, 2], 3)\n    [40, 50]", "[1], 1) == [7]\n    assert candidate([0, 1], -1) == [9]\n"),
+}
+
+
+def test_executed_mode_keeps_a_problem_whose_written_values_are_wrong(tmp_path, records, monkeypatch):
+    monkeypatch.setitem(PROBLEMS, "seed_0", PROBLEMS["seed_0"].replace("[1, 2], 3)\n    [4, 5]", WRONG_EXAMPLES["add_offsets"][0]))
+    monkeypatch.setitem(TESTS, "add_offsets", WRONG_EXAMPLES["add_offsets"][1])
+    written = run_selfgen(_cfg(tmp_path / "w"), lambda: ScriptedWriter(), records=records)
+    texts = "".join((tmp_path / "w" / "sg" / f).read_text() for f in ("train.jsonl", "heldout.problems.jsonl"))
+    assert "add_offsets" not in texts and "count_above" in texts  # written mode: every test of add_offsets fails
+    report = run_selfgen(_cfg(tmp_path / "e", expected="executed"), lambda: ScriptedWriter(), records=records)
+    out = tmp_path / "e" / "sg"
+    rows = [*read_jsonl(out / "train.jsonl")]
+    held = load_problem_file(out / "heldout.problems.jsonl") if report["counts"]["heldout"] else []
+    kept = {r["problem"]["entry_point"]: r["problem"] for r in rows} | {p["entry_point"]: p for p in held}
+    # last_item: three samples return the first item, one the last; the writer's tests confirm the last, which
+    # then outscores the wrong majority but has no second sample agreeing with it: not kept either way
+    assert set(kept) == {"add_offsets", "count_above", "product_of"}
+    add = kept["add_offsets"]
+    assert ">>> add_offsets([1, 2], 3)\n    [4, 5]" in add["prompt"]  # the example now shows the real output
+    assert "candidate([1], 1) == [2]" in add["test"] and "[7]" not in add["test"] and "[9]" not in add["test"]
+    assert report["counts"]["problems_kept"] > written["counts"]["problems_kept"]
+    with Sandbox() as box:
+        for r in rows:
+            assert box.run(f"{r['target']}\n{r['problem']['test']}\ncheck({r['problem']['entry_point']})").passed

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dorag.core.config import at_least_one, option
 from dorag.core.errors import ConfigError, DataError
@@ -69,6 +69,10 @@ class SelfGenConfig:
     docstring_tests: bool = option(True, "also use the stub's own >>> examples as tests")
     consistent_examples: bool = option(True, "the kept solution must pass every >>> example of the docstring "
                                        "whose result is a literal (else the prompt teaches a wrong example)")
+    expected: Literal["written", "executed"] = option(
+        "written", "where a test's expected value comes from: written (the writer's, checked by CodeT agreement) or "
+        "executed (the writer's inputs, the outputs of the largest group of samples that agree on all of them; the "
+        "docstring's examples are rewritten with those outputs)")
     max_new_tokens: int = option(320, "token limit of a solution")
     problem_max_new_tokens: int = option(200, "token limit of a problem stub; a stub that reaches it is dropped")
     tests_max_new_tokens: int = option(200, "token limit of the tests answer")
@@ -124,6 +128,16 @@ class SelfGenConfig:
 
 
 # ------------------------------------------------------------------------------------------- stages
+
+
+def _doctest_examples(docstring: str) -> list[Any]:
+    import doctest
+
+    try:
+        return doctest.DocTestParser().get_examples(docstring)
+    except ValueError:
+        return []
+
 
 
 def _read_stage(path: Path) -> dict[str, dict[str, Any]]:
@@ -270,6 +284,8 @@ class SelfGen:
         todo = self._pending("verified", batch)
         if not todo:
             return
+        if self.cfg.expected == "executed":
+            return self.verify_executed(todo)
         cfg = self.cfg
         t0 = time.perf_counter()
         plans, programs = [], []
@@ -314,6 +330,71 @@ class SelfGen:
             rec.update(n_agree=len(sel.group), n_distinct_agree=len({comps[i] for i in sel.group}))
             kept.append((rec, problem, asserts, spliced, sel))
             records.append(rec)
+        self._finish(todo, kept, records, t0)
+
+    def verify_executed(self, todo: Sequence[FunctionRecord]) -> None:
+        """Expected values from execution: the writer's inputs, the agreeing samples' outputs (`expected: executed`)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        marker = f"DORAG-PROBE-{sg.bucket(str(t0)):.12f}"[:-2]
+        plans, programs = [], []
+        for s in todo:
+            problem = self._problem(s.id)
+            t = self.state["tests"][s.id]
+            written = self.state["problems"][s.id]["problem"]
+            examples = sg.doctest_asserts(written["docstring"], written["entry_point"]) if cfg.docstring_tests else []
+            doc_calls = [c for c in (sg._example_call(ex.source, written["entry_point"])
+                                     for ex in _doctest_examples(written["docstring"])) if c]
+            written_asserts = [*examples, *t["model_tests"]]
+            calls = list(dict.fromkeys([*doc_calls, *(c for c in map(sg.call_of, written_asserts) if c)]))
+            calls = calls[: cfg.max_tests]
+            expected: dict[str, str] = {}  # the writer's value for each call, where it gave a literal one
+            for a in written_asserts:
+                c, e = sg.call_of(a), sg.expected_of(a)
+                if c and e is not None:
+                    expected.setdefault(c, e)
+            comps = self.state["solutions"][s.id]["completions"]
+            distinct = list(dict.fromkeys(comps))
+            start = len(programs)
+            if calls:
+                probe = sg.probe_test(calls, marker)
+                programs += [build_program({**problem, "test": probe}, code) for code in [*distinct, ""]]
+            plans.append((s, problem, calls, comps, distinct, start, set(doc_calls), [expected.get(c) for c in calls]))
+        results = self.sandbox.run_many(programs)
+        kept: list[tuple[Any, ...]] = []
+        records: list[dict[str, Any]] = []
+        for s, problem, calls, comps, distinct, start, doc_calls, written in plans:
+            rec: dict[str, Any] = {"seed_id": s.id, "n_tests": len(calls), "n_distinct": len(distinct),
+                                   "stub_passes": 0, "status": "", "kept": None}
+            records.append(rec)
+            if not calls:
+                rec["status"] = "no inputs"
+                continue
+            rows = [sg.read_probe(results[start + i].stderr_tail, marker, len(calls)) for i in range(len(distinct) + 1)]
+            stub = rows.pop()
+            sel = sg.select_by_outputs([rows[distinct.index(c)] for c in comps], stub, greedy=0,
+                                       min_agree=cfg.min_agree, min_tests=cfg.min_tests, written=written)
+            if isinstance(sel, str):
+                rec["status"] = sel
+                continue
+            outputs = {calls[j]: out for j, out in zip(sel.calls, sel.outputs)}
+            prompt = sg.rewrite_examples(problem["prompt"], problem["entry_point"], outputs)
+            if prompt is None:
+                rec["status"] = "no usable example"  # the docstring would show none
+                continue
+            problem = {**problem, "prompt": prompt}
+            spliced = sg.splice(prompt, comps[sel.solution], problem["entry_point"])
+            if spliced is None:
+                rec["status"] = "no body"
+                continue
+            asserts = [sg.output_assert(c, o) for c, o in outputs.items()]
+            rec.update(n_agree=len(sel.group), n_distinct_agree=len({comps[i] for i in sel.group}),
+                       n_examples_rewritten=sum(1 for c in outputs if c in doc_calls))
+            kept.append((rec, problem, asserts, spliced, sel))
+        self._finish(todo, kept, records, t0)
+
+    def _finish(self, todo: Sequence[FunctionRecord], kept: list[tuple[Any, ...]], records: list[dict[str, Any]],
+                t0: float) -> None:
         # the records as written must pass as written: the whole target, and prompt + canonical body
         checks = []
         for rec, problem, asserts, spliced, _ in kept:
@@ -336,7 +417,8 @@ class SelfGen:
                 entry_point=problem["entry_point"], asserts=asserts, target=spliced.target, body=spliced.body,
                 n_samples=len(self.state["solutions"][rec["seed_id"]]["completions"]), n_agree=len(sel.group),
                 writer=self.cfg.writer,
-                meta={"n_distinct_agree": rec["n_distinct_agree"], "n_examples": written["n_examples"]}))
+                meta={"n_distinct_agree": rec["n_distinct_agree"], "n_examples": written["n_examples"],
+                      "expected": self.cfg.expected}))
         share = (time.perf_counter() - t0) / len(todo)
         for rec in records:
             rec["wall_s"] = round(share, 3)
