@@ -181,7 +181,7 @@ def test_problem_form_records_are_validated_on_load(tmp_path):
 
 def test_decontaminate_names_are_checked_and_offline_means_every_loadable_benchmark(tmp_path):
     from dorag.core.errors import ConfigError
-    from dorag.data.decontam import Benchmarks
+    from dorag.experiments.prepare import Benchmarks
 
     with pytest.raises(ConfigError, match="decontaminate: unknown benchmark"):
         from_dict(PrepareConfig, {"decontaminate": ["humaneva"]})

@@ -19,7 +19,7 @@ from typing import Any
 
 from dorag.core.errors import DataError
 from dorag.data.ast_extract import extract_from_tree, extract_stdlib
-from dorag.data.decontam import Benchmarks
+from dorag.experiments.prepare import Benchmarks
 from dorag.data.docgrounded import build_examples
 from dorag.data.sft_data import load_examples, pairs_from_functions
 

@@ -17,7 +17,7 @@ from dorag.core.config import option
 from dorag.core.errors import DataError
 from dorag.core.io import write_json, write_jsonl
 from dorag.data.ast_extract import extract_from_tree, extract_stdlib
-from dorag.data.decontam import Benchmarks
+from dorag.data.decontam import Decontaminator, benchmark_texts
 from dorag.data.docgrounded import DocGroundedConfig
 from dorag.data.sft_data import example_text, load_examples, pairs_from_functions
 
@@ -147,6 +147,67 @@ def hub_examples(dataset_id: str, task: str) -> list[dict[str, Any]]:
         raise DataError(f"could not load {dataset_id} from the Hugging Face Hub ({type(exc).__name__}; offline?); "
                         "download it once and pass the JSONL/parquet file as a source") from exc
     return [convert_record(dict(r), f"{dataset_id}:{i + 1}", task, i + 1) for i, r in enumerate(rows)]
+
+
+@dataclass
+class Benchmarks:
+    """Every benchmark that training data must avoid, loaded once: its n-gram index and entry-point signatures.
+
+    `load(("offline", ...))` expands 'offline' to every registered benchmark whose data ships with an installed
+    package. One of those that does not load here (Spider without its data packages) is recorded in `skipped`;
+    a benchmark named explicitly must load.
+    """
+
+    grams: dict[str, Decontaminator] = field(default_factory=dict)
+    signatures: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, names: Sequence[str], paths: dict[str, str] | None = None, n: int = 10) -> Benchmarks:
+        from dorag.core.errors import DoragError
+        from dorag.data.selfgen import signature_key
+        from dorag.evaluation.benchmarks import BENCHMARKS, load_problems
+
+        paths = paths or {}
+        out = cls()
+        wanted = [b.name for b in BENCHMARKS.values() if b.offline] if "offline" in names else []
+        wanted += [b.lower() for b in names if b != "offline" and b.lower() not in wanted]
+        for name in wanted:
+            try:
+                problems = load_problems(name, benchmark_path=paths.get(name))
+            except (DoragError, ImportError, OSError) as exc:  # includes a missing optional data package
+                if name in names:
+                    raise
+                out.skipped[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                continue
+            out.grams[name] = Decontaminator(n=n).add(benchmark_texts(problems))
+            out.signatures[name] = {key for p in problems if p.get("entry_point")
+                                    and (key := signature_key(p.get("prompt", ""), p["entry_point"]))}
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.grams)
+
+    def leak(self, text: str, signature: tuple[str, str] | None = None) -> str | None:
+        """Why `text` may not be used ('contaminated:humaneval', 'signature:humaneval'), or None."""
+        for name, index in self.grams.items():
+            if signature is not None and signature in self.signatures.get(name, ()):
+                return f"signature:{name}"
+            if index.contaminated(text):
+                return f"contaminated:{name}"
+        return None
+
+    def drop(self, texts: Sequence[str]) -> tuple[list[bool], dict[str, int]]:
+        """Which of `texts` to keep, and how many each benchmark removed (the first benchmark that overlaps
+        a text counts it)."""
+        keep, counts = [], {f"contaminated:{name}": 0 for name in self.grams}
+        for text in texts:
+            hit = next((name for name, index in self.grams.items() if index.contaminated(text)), None)
+            keep.append(hit is None)
+            if hit is not None:
+                counts[f"contaminated:{hit}"] += 1
+        return keep, counts
 
 
 def decontaminate(examples: Sequence[dict[str, Any]], benchmarks: Benchmarks) -> tuple[list[dict[str, Any]], dict[str, int]]:

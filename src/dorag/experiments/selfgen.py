@@ -28,7 +28,7 @@ from dorag.core.errors import ConfigError, DataError
 from dorag.core.io import JsonlAppender, exclusive, iter_jsonl, repair_jsonl_tail, write_json, write_jsonl
 from dorag.data import selfgen as sg
 from dorag.data.ast_extract import FunctionRecord
-from dorag.data.decontam import Benchmarks
+from dorag.experiments.prepare import Benchmarks
 from dorag.data.postprocess import to_completion
 from dorag.data.prompts import PromptConfig, build_prompt, stops_for
 from dorag.evaluation.benchmarks import BENCHMARKS
