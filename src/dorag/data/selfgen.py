@@ -384,14 +384,17 @@ def parse_tests(text: str, entry_point: str, max_tests: int = 10) -> list[str]:
     return out[:max_tests]
 
 
+def _doctest_examples(docstring: str) -> list[doctest.Example]:
+    try:
+        return doctest.DocTestParser().get_examples(docstring)
+    except ValueError:
+        return []
+
+
 def doctest_asserts(docstring: str, entry_point: str) -> list[str]:
     """The docstring's ``>>>`` examples as asserts, where the expected output is a Python literal."""
     out: list[str] = []
-    try:
-        examples = doctest.DocTestParser().get_examples(docstring)
-    except ValueError:
-        return out
-    for ex in examples:
+    for ex in _doctest_examples(docstring):
         want = ex.want.strip()
         try:
             call = ast.parse(ex.source.strip(), mode="eval").body
@@ -461,6 +464,11 @@ def _example_call(source: str, entry_point: str) -> str | None:
     if not (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == entry_point):
         return None
     return ast.unparse(_ToCandidate(entry_point).visit(expr))
+
+
+def doctest_calls(docstring: str, entry_point: str) -> list[str]:
+    """The calls of the docstring's `>>>` examples as `candidate(...)` source, whatever their expected output."""
+    return [c for c in (_example_call(ex.source, entry_point) for ex in _doctest_examples(docstring)) if c]
 
 
 def probe_test(calls: Sequence[str], marker: str, max_repr: int = 150) -> str:

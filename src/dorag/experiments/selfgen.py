@@ -16,6 +16,7 @@ heldout.problems.jsonl (HumanEval-format problems for tuning) and report.json (c
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -124,20 +125,7 @@ class SelfGenConfig:
         return ModelConfig(**{**extra, "name": self.writer, "dtype": self.dtype, "device": self.device})
 
 
-# --------------------------------------------------------------------------------- decontamination
-
-
 # ------------------------------------------------------------------------------------------- stages
-
-
-def _doctest_examples(docstring: str) -> list[Any]:
-    import doctest
-
-    try:
-        return doctest.DocTestParser().get_examples(docstring)
-    except ValueError:
-        return []
-
 
 
 def _read_stage(path: Path) -> dict[str, dict[str, Any]]:
@@ -279,6 +267,16 @@ class SelfGen:
                             "doc_tests": [t for t in doc_tests if t not in model_tests]})
         self._append("tests", records)
 
+    def _written(self, seed_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str], list[str], list[str], list[str]]:
+        """What the writer produced for a seed: (benchmark-form problem, parsed stub, its docstring examples as
+        asserts, the model's asserts, the sampled completions, the distinct ones in order)."""
+        problem = self._problem(seed_id)
+        written = self.state["problems"][seed_id]["problem"]
+        examples = (sg.doctest_asserts(written["docstring"], written["entry_point"]) if self.cfg.docstring_tests
+                    else [])
+        comps = self.state["solutions"][seed_id]["completions"]
+        return problem, written, examples, self.state["tests"][seed_id]["model_tests"], comps, list(dict.fromkeys(comps))
+
     # d. VERIFY: every (distinct solution, test) pair, plus a stub that returns None to find empty tests
     def verify(self, batch: Sequence[FunctionRecord]) -> None:
         todo = self._pending("verified", batch)
@@ -290,13 +288,8 @@ class SelfGen:
         t0 = time.perf_counter()
         plans, programs = [], []
         for s in todo:
-            problem = self._problem(s.id)
-            t = self.state["tests"][s.id]
-            written = self.state["problems"][s.id]["problem"]
-            examples = sg.doctest_asserts(written["docstring"], written["entry_point"]) if cfg.docstring_tests else []
-            tests = list(dict.fromkeys([*examples, *t["model_tests"]]))[: cfg.max_tests]  # examples first: all kept
-            comps = self.state["solutions"][s.id]["completions"]
-            distinct = list(dict.fromkeys(comps))
+            problem, written, examples, model_tests, comps, distinct = self._written(s.id)
+            tests = list(dict.fromkeys([*examples, *model_tests]))[: cfg.max_tests]  # examples first: all kept
             start = len(programs)
             for code in [*distinct, ""]:  # the last row: the bare stub
                 programs += [build_program({**problem, "test": sg.check_code([a])}, code) for a in tests]
@@ -336,16 +329,12 @@ class SelfGen:
         """Expected values from execution: the writer's inputs, the agreeing samples' outputs (`expected: executed`)."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        marker = f"DORAG-PROBE-{sg.bucket(str(t0)):.12f}"[:-2]
+        marker = f"DORAG-PROBE-{secrets.token_hex(8)}"  # what the sandboxed code prints cannot guess it
         plans, programs = [], []
         for s in todo:
-            problem = self._problem(s.id)
-            t = self.state["tests"][s.id]
-            written = self.state["problems"][s.id]["problem"]
-            examples = sg.doctest_asserts(written["docstring"], written["entry_point"]) if cfg.docstring_tests else []
-            doc_calls = [c for c in (sg._example_call(ex.source, written["entry_point"])
-                                     for ex in _doctest_examples(written["docstring"])) if c]
-            written_asserts = [*examples, *t["model_tests"]]
+            problem, written, examples, model_tests, comps, distinct = self._written(s.id)
+            doc_calls = sg.doctest_calls(written["docstring"], written["entry_point"])
+            written_asserts = [*examples, *model_tests]
             calls = list(dict.fromkeys([*doc_calls, *(c for c in map(sg.call_of, written_asserts) if c)]))
             calls = calls[: cfg.max_tests]
             expected: dict[str, str] = {}  # the writer's value for each call, where it gave a literal one
@@ -353,8 +342,6 @@ class SelfGen:
                 c, e = sg.call_of(a), sg.expected_of(a)
                 if c and e is not None:
                     expected.setdefault(c, e)
-            comps = self.state["solutions"][s.id]["completions"]
-            distinct = list(dict.fromkeys(comps))
             start = len(programs)
             if calls:
                 probe = sg.probe_test(calls, marker)
