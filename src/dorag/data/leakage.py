@@ -229,12 +229,7 @@ class LeakageChecker:
     def check_code(self, text: str) -> list[dict[str, Any]]:
         """Findings of the code and statement tests for one document: [{task_id, kind, score, exact, test}]."""
         found: dict[str, dict[str, Any]] = {}
-        toks = code_tokens(text)
-        hits: dict[int, int] = defaultdict(int)
-        for g in {tuple(toks[i : i + self.code_n]) for i in range(len(toks) - self.code_n + 1)}:
-            for t in self.code_index.get(g, ()):
-                hits[t] += 1
-        for t, count in hits.items():
+        for t, count in _hits(code_tokens(text), self.code_n, self.code_index).items():
             task_id, total = self.code_targets[t]
             if count / total >= self.code_threshold:
                 found[task_id] = {"task_id": task_id, "kind": "solution", "score": round(count / total, 4),
@@ -261,10 +256,7 @@ class LeakageChecker:
     def check(self, text: str) -> list[dict[str, Any]]:
         """Findings for one document: [{task_id, kind, score, exact, test}]."""
         toks = tokens(text)
-        hits: dict[int, int] = defaultdict(int)
-        for g in {tuple(toks[i : i + self.n]) for i in range(len(toks) - self.n + 1)}:
-            for t in self.index.get(g, ()):
-                hits[t] += 1
+        hits = _hits(toks, self.n, self.index)
         found = []
         norm = None
         for t, count in hits.items():
@@ -297,6 +289,15 @@ class LeakageChecker:
             on_progress(len(docs), len(docs))
         findings.sort(key=lambda f: (-f["score"], f["doc_id"], f["task_id"]))
         return findings
+
+
+def _hits(toks: Sequence[str], n: int, index: dict[tuple[str, ...], list[int]]) -> dict[int, int]:
+    """How many distinct n-grams of `toks` each indexed target shares."""
+    hits: dict[int, int] = defaultdict(int)
+    for g in {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}:
+        for t in index.get(g, ()):
+            hits[t] += 1
+    return hits
 
 
 def _reason(f: dict[str, Any], n: int, code_n: int) -> str:
