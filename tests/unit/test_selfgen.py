@@ -67,6 +67,15 @@ def test_parse_problem_rejects_a_name_already_used():
     assert sg.parse_problem(STUB, seen_names={"running_max"}) == "duplicate name"
 
 
+def test_parse_problem_makes_a_private_seed_name_public_everywhere_it_is_called():
+    private = STUB.replace("running_max", "_running_max")
+    p = sg.parse_problem(private)
+    assert isinstance(p, sg.ParsedProblem) and p.entry_point == "running_max"
+    assert "_running_max" not in p.prompt and ">>> running_max([1, 3, 2, 5])" in p.prompt
+    assert sg.parse_problem(private, seen_names={"running_max"}) == "duplicate name"
+    assert sg.parse_problem(STUB.replace("running_max", "__r")) == "trivial name"
+
+
 def test_close_docstring_restores_quotes_cut_by_the_stop_sequence():
     cut = STUB.split('    """\n    ...')[0]  # what generation returns when it stops at the closing quotes
     assert isinstance(sg.parse_problem(sg.close_docstring(cut)), sg.ParsedProblem)
@@ -337,16 +346,35 @@ def test_a_torn_stage_line_is_redone(tmp_path, records):
     assert len(read_jsonl(stage)) == len(lines) and report["counts"]["problems_kept"] == 3
 
 
-def test_a_stub_cut_off_at_the_token_limit_is_dropped(tmp_path, records):
+def test_cut_runaway_keeps_the_complete_examples_of_a_docstring_cut_at_the_token_limit():
+    head = STUB.split("    >>>")[0]
+    runaway = head + "    >>> running_max([1, 3, 2, 5])\n    [1, 3, 3, 5]\n    >>> running_max([4, 1])\n    [4, 4]\n    >>> runn"
+    p = sg.parse_problem(sg.cut_runaway(runaway))
+    assert isinstance(p, sg.ParsedProblem) and p.n_examples == 2 and p.prompt.endswith('    [4, 4]\n    """\n')
+    assert sg.cut_runaway(head + "    >>> running_max([1, 3, 2, 5])\n    [1, 3") is None  # no output line is whole
+    assert sg.cut_runaway(head + "    Return") is None
+
+
+def test_a_stub_cut_off_at_the_token_limit_keeps_its_complete_examples_or_is_dropped(tmp_path, records):
     class Runaway(ScriptedWriter):
+        def __init__(self, cut):
+            super().__init__()
+            self.cut = cut
+
         def generate(self, prompts, params, progress=None):
             out = super().generate(prompts, params, progress)
             if prompts[0].response_prefix == sg.PROBLEM_PREFIX:  # examples without end, cut mid-docstring
-                out = [[Completion(c[0].text, params.max_new_tokens, "length")] for c in out]
+                out = [[Completion(self.cut(c[0].text), params.max_new_tokens, "length")] for c in out]
             return out
 
-    report = run_selfgen(_cfg(tmp_path, n_seeds=3), lambda: Runaway(), records=records)
+    no_example = Runaway(lambda text: text.split(">>>")[0] + ">>> ")
+    report = run_selfgen(_cfg(tmp_path / "a", n_seeds=3), lambda: no_example, records=records)
     assert report["problem_rejections"] == {"too long": 3} and report["counts"]["solutions_sampled"] == 0
+    more = Runaway(lambda text: text.split('"""\n')[0] + "\n    >>> again(")  # the examples go on, cut mid-call
+    report = run_selfgen(_cfg(tmp_path / "b", n_seeds=3), lambda: more, records=records)
+    assert report["problem_rejections"] == {"ok": 2, "too long": 1}  # seed_2's prose has no example to keep
+    plain = run_selfgen(_cfg(tmp_path / "c", n_seeds=3), lambda: ScriptedWriter(), records=records)
+    assert report["counts"]["problems_kept"] == plain["counts"]["problems_kept"] == 1  # as if never cut
 
 
 def test_a_solution_that_contradicts_the_docstring_example_is_not_kept(tmp_path, records):
@@ -457,3 +485,4 @@ def test_executed_mode_keeps_a_problem_whose_written_values_are_wrong(tmp_path, 
     with Sandbox() as box:
         for r in rows:
             assert box.run(f"{r['target']}\n{r['problem']['test']}\ncheck({r['problem']['entry_point']})").passed
+

@@ -282,9 +282,10 @@ def parse_problem(text: str, seen_names: set[str] | frozenset[str] = frozenset()
     all_args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
     if not all_args and not fn.args.vararg:
         return "no parameters"
-    if fn.name.startswith("_") or len(fn.name) < 3:
+    name = fn.name.lstrip("_")
+    if len(name) < 3:
         return "trivial name"
-    if fn.name in seen_names:
+    if name in seen_names:
         return "duplicate name"
     n_examples = doc.count(">>>")
     description = " ".join(line for line in doc.splitlines() if not line.strip().startswith(">>>"))
@@ -296,11 +297,14 @@ def parse_problem(text: str, seen_names: set[str] | frozenset[str] = frozenset()
     head = "".join(ast.get_source_segment(code, i) + "\n" for i in imports)  # type: ignore[operator]
     stub = "\n".join(lines[fn.lineno - 1 : fn.body[0].end_lineno]) + "\n"
     prompt = (head + "\n\n" if head else "") + stub
+    if name != fn.name:  # a private stdlib seed's name (`_splitext`) copied by the writer: the task is public
+        prompt = re.sub(rf"(?<![\w.]){re.escape(fn.name)}\b", name, prompt)
+        doc = re.sub(rf"(?<![\w.]){re.escape(fn.name)}\b", name, doc)
     try:
         ast.parse(prompt)
     except SyntaxError:
         return "syntax"
-    return ParsedProblem(prompt, fn.name, doc, n_examples)
+    return ParsedProblem(prompt, name, doc, n_examples)
 
 
 # Problem writing stops where the docstring closes, so the model cannot go on to write a body: a 0.5B
@@ -315,6 +319,18 @@ def close_docstring(text: str) -> str:
         if text.count(quote) % 2 == 1:
             return text + quote + "\n"
     return text
+
+
+def cut_runaway(text: str) -> str | None:
+    """A problem that hit the token cap inside its docstring (a runaway list of examples), cut after its last
+    complete example (a `>>>` line and its output line) and closed; None when no example is complete."""
+    lines = text.split("\n")[:-1]  # the last line may be cut mid-token
+    for i in range(len(lines) - 2, -1, -1):
+        call, out = lines[i].strip(), lines[i + 1].strip()
+        if call.startswith(">>>") and out and not out.startswith((">>>", "...")):
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            return close_docstring("\n".join(lines[: i + 2]) + "\n" + indent)
+    return None
 
 
 def signature_key(prompt: str, entry_point: str) -> tuple[str, str] | None:

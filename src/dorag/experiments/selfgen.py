@@ -201,13 +201,15 @@ class SelfGen:
         records = []
         for s, prompt, comps in zip(todo, prompts, outputs):
             raw = comps[0].text if comps else ""
-            parsed = sg.parse_problem(sg.close_docstring(prompt.response_prefix + raw), self.seen_names,
-                                      require_examples=cfg.require_examples)
+            text: str | None = sg.close_docstring(prompt.response_prefix + raw)
             rec: dict[str, Any] = {"seed_id": s.id, "raw": raw, "n_tokens": sum(c.n_tokens for c in comps),
                                    "wall_s": round(share, 3), "status": "ok", "problem": None}
-            if comps and comps[0].finish_reason == "length":
-                rec["status"] = "too long"  # a runaway list of examples, cut off mid-docstring
-            elif isinstance(parsed, str):
+            if comps and comps[0].finish_reason == "length":  # a runaway list of examples, cut mid-docstring
+                text = sg.cut_runaway(prompt.response_prefix + raw)
+                rec["cut"] = True
+            parsed = (sg.parse_problem(text, self.seen_names, require_examples=cfg.require_examples)
+                      if text is not None else "too long")
+            if isinstance(parsed, str):
                 rec["status"] = parsed
             else:
                 leak = self.benchmarks.leak(parsed.prompt, sg.signature_key(parsed.prompt, parsed.entry_point))
