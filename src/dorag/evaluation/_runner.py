@@ -115,6 +115,29 @@ def kill_uid(uid):
         time.sleep(0.002)
 
 
+def kill_children():
+    """SIGKILL every child of this server until none is left (not root: no uid of its own to sweep). A program's
+    orphans are reparented here (we are a child subreaper), so a daemon that left the group is our child too."""
+    me = str(os.getpid()).encode()
+    for _ in range(100):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+                if fields[1] == me and fields[0] not in (b"Z", b"X"):
+                    found = True
+                    os.kill(int(name), signal.SIGKILL)
+            except (OSError, IndexError):
+                continue
+        reap()
+        if not found:
+            return
+        time.sleep(0.002)
+
+
 def reap():
     """Collect every exited child, ours or orphans reparented to us (we are a child subreaper)."""
     while True:
@@ -208,6 +231,7 @@ def run_job(job, setup):
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+        kill_children()  # children that left the group (setsid), reparented to us
     reap()
     os.set_blocking(read_fd, False)
     chunks = []

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dorag.core.config import option
-from dorag.core.errors import DataError
+from dorag.core.errors import DataError, DoragError
 from dorag.core.io import JsonlAppender, iter_jsonl, iter_jsonl_numbered, repair_jsonl_tail
 from dorag.evaluation.benchmarks import Problem
 from dorag.evaluation.passk import summarize_pass_at_k
-from dorag.evaluation.sandbox import Sandbox, SandboxConfig
+from dorag.evaluation.sandbox import Sandbox, SandboxConfig, warn_weaker
 
 
 @dataclass
@@ -188,7 +188,17 @@ def evaluate_file(samples_path: str | Path, problems: Sequence[Problem], cfg: Ev
         rows = load_samples(samples_path, problems)
     with Sandbox(cfg.sandbox) as sandbox:
         results = evaluate_samples(rows, problems, results_path, sandbox, progress=progress)
+        isolation = sandbox.isolation()
+    if isolation["network_isolated"] is None and summary_path.is_file():  # every result cached: what scored them
+        from dorag.core.io import read_json
+
+        try:
+            isolation = read_json(summary_path).get("sandbox") or isolation
+        except DoragError:  # a torn summary is rewritten below
+            pass
     summary = summarize(results, problems, cfg.ks, n_boot=cfg.bootstrap, seed=cfg.seed)
+    summary["sandbox"] = isolation
+    warn_weaker(isolation)
     write_json(summary_path, summary)
     return summary, results_path, summary_path
 

@@ -34,9 +34,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dorag.core.config import option
+from dorag.core.errors import DoragError
 
 RUNNER = Path(__file__).with_name("_runner.py")
 _WATCHDOG_S = 10.0  # beyond the program's timeout, before a silent server is declared hung
+
+
+_WARNED: set[str] = set()
+
+
+class SandboxError(DoragError):
+    """The sandbox cannot run on this machine."""
+
+
+def warn_weaker(isolation: dict[str, object]) -> str | None:
+    """One stderr line naming what a sandbox did not enforce (once per process and message); the line, or None."""
+    weaker = isolation.get("weaker") or []
+    if not weaker:
+        return None
+    line = "warning: sandbox weaker than its default: " + "; ".join(weaker)  # type: ignore[arg-type]
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(line, file=sys.stderr)
+    return line
 
 
 class Status(str, enum.Enum):
@@ -130,6 +150,7 @@ class _Server:
             self.close()
             raise RuntimeError("the sandbox server did not start")
         self.network_isolated = bool(hello.get("network_isolated"))
+        sandbox._network.add(self.network_isolated)
 
     def _send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -182,7 +203,11 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
+        if sys.platform != "linux":
+            raise SandboxError(f"the sandbox needs Linux (process namespaces, prctl, per-slot uids); this is "
+                               f"{sys.platform}: run dorag's evaluation in a Linux container or VM (docker run ... dorag)")
         self.workers = self.config.workers or os.cpu_count() or 1
+        self._network: set[bool] = set()  # each started server's network isolation
         self.as_root = os.geteuid() == 0 and self.config.drop_privileges
         self._slots: list[int] = list(range(self.workers))
         self._servers: dict[int, _Server] = {}
@@ -193,6 +218,26 @@ class Sandbox:
         self._sys_path = [p for p in sys.path if p]
         if self.as_root:
             _set_child_subreaper()
+
+    def isolation(self) -> dict[str, object]:
+        """What this sandbox enforced, for a run's summary: the network namespace (None when no program ran),
+        the per-slot uid drop, and `weaker`, one reason for each protection that was not in force."""
+        cfg = self.config
+        root = os.geteuid() == 0
+        network = None if not self._network else all(self._network)
+        weaker = []
+        if not cfg.isolate_network:
+            weaker.append("no network isolation (sandbox.isolate_network=false): programs can reach the network")
+        elif network is False:
+            weaker.append("no network namespace (unshare failed on this kernel): programs can reach the network")
+        if root and not self.as_root:
+            weaker.append("no uid drop (sandbox.drop_privileges=false): programs run as root and can write "
+                          "anywhere root can")
+        elif not root:
+            weaker.append("no uid drop (not running as root): programs run as your user and can modify your "
+                          "files; the process limit counts all of your processes")
+        return {"platform": sys.platform, "network_isolated": network, "privileges_dropped": self.as_root,
+                "weaker": weaker}
 
     def __enter__(self) -> Sandbox:
         return self

@@ -85,10 +85,15 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
     """Rows of scores, paired comparisons with Holm-adjusted p-values, synergy lines, what each benchmark's
     size can show (power), training and retrieval."""
     rows, sig, synergy, power, training, retrieval = [], [], [], [], [], []
+    sandbox: dict[str, list[str]] = {}  # what a cell's sandbox did not enforce -> the cells
     for ab in ablations:
         by_bench: dict[str, dict[str, dict[str, Any]]] = {}
         for cell in ab["cells"]:
             summary = read_json(cell["summary"])
+            where = f"{cell['benchmark']}/{cell['condition']}"
+            iso = summary.get("sandbox")
+            for reason in (iso.get("weaker") or []) if iso else ["not recorded (scored before dorag recorded it)"]:
+                sandbox.setdefault(reason, []).append(where)
             by_bench.setdefault(cell["benchmark"], {})[cell["condition"]] = {"cell": cell, "summary": summary}
             row = {"ablation": ab["name"], "benchmark": cell["benchmark"], "condition": cell["condition"],
                    "n_tasks": summary["n_tasks"], "top_k": cell.get("top_k"),
@@ -132,7 +137,16 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
             retrieval.append({"ablation": ab["name"], "benchmark": bench, "index": r["index"], "method": r["method"],
                               "n_queries": r["n_queries"], **{k: m.get(k) for k in ("recall@1", "recall@5", "recall@10", "ndcg@10")}})
     return {"rows": rows, "significance": sig, "synergy": synergy, "power": power, "training": training,
-            "retrieval": retrieval}
+            "retrieval": retrieval, "sandbox": sandbox}
+
+
+def sandbox_lines(weaker: dict[str, list[str]]) -> list[str]:
+    """The report's sandbox section: what it did not enforce, and where; or that every cell had it all."""
+    if not weaker:
+        return ["Every cell was scored with the sandbox's full isolation: an empty network namespace and its own "
+                "unprivileged uid per worker slot."]
+    return [f"- **Weaker:** {reason} ({len(cells)} cell(s): {', '.join(cells[:6])}{' ...' if len(cells) > 6 else ''})"
+            for reason, cells in weaker.items()]
 
 
 SMOKE_TASKS = 100  # fewer tasks than this on any benchmark: a smoke-size run
@@ -449,6 +463,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
            "anti-conservative when few tasks are discordant. needed for p<0.05: how many of the discordant tasks "
            "would have to favour one side. Each task's outcome under each condition is in tasks.csv.", "",
            *[f"- {line}" for line in result["power"]], "", markdown(*sig)]
+    md += ["## Sandbox", "", *sandbox_lines(result["sandbox"]), ""]
     if result["retrieval"]:
         md += ["## Retrieval", "", markdown(*retr)]
     if result["training"]:

@@ -34,7 +34,7 @@ from dorag.data.postprocess import to_completion
 from dorag.data.prompts import PromptConfig, build_prompt, stops_for
 from dorag.evaluation.benchmarks import BENCHMARKS
 from dorag.evaluation.evaluate import build_program
-from dorag.evaluation.sandbox import Sandbox, SandboxConfig
+from dorag.evaluation.sandbox import Sandbox, SandboxConfig, warn_weaker
 from dorag.models.generator import GenerationParams, Generator
 from dorag.models.loading import ModelConfig
 from dorag.models.registry import DEFAULT_MODEL
@@ -520,6 +520,8 @@ def run_selfgen(cfg: SelfGenConfig, load_generator: Callable[[], Generator] | No
             if job.todo() and load_generator is not None:
                 job.generator = load_generator()
             report = job.run()
+            report["sandbox"] = sandbox.isolation()
+        warn_weaker(report["sandbox"])
         report["seeds_dropped_as_benchmark_overlap"] = seed_drops
         write_json(out / "report.json", report)
         return report
