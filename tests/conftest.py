@@ -12,6 +12,28 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DORAG_NO_PROGRESS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # as the CLI sets it: no weight-loading bars
 
+# DORAG_NO_SKIPS=1 (scripts/test, so CI): a skipped test fails the run, so that a missing browser, data package
+# or extra cannot hide a test. Exempt: a test that needs root, when this user is not root.
+_SKIPS: list[str] = []
+_ROOT_ONLY = ("needs root", "already unprivileged")
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if not (os.geteuid() != 0 and reason.startswith(_ROOT_ONLY)):
+            _SKIPS.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if os.environ.get("DORAG_NO_SKIPS") == "1" and _SKIPS:
+        print(f"\nDORAG_NO_SKIPS=1: {len(_SKIPS)} test(s) skipped; install what they need (scripts/test does):")
+        for line in _SKIPS:
+            print(f"  {line}")
+        session.exitstatus = 1
+
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

@@ -303,13 +303,13 @@ def test_a_client_that_disconnects_cancels_its_generation(tmp_path):
         while not server.started and time.time() < deadline:
             time.sleep(0.05)
         body = {"model": "code", "prompt": "def f():", "max_tokens": 64}
-        t0 = time.perf_counter()
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/completions", json=body, timeout=httpx.Timeout(10, read=0.5))
         deadline = time.time() + 5
         while len(runner.stopped) < 1 and time.time() < deadline:
             time.sleep(0.02)
-        assert [p for p, _ in runner.stopped] == ["def f():"] and time.perf_counter() - t0 < 5
+        # stopped by the disconnect, long before the 400 steps it would otherwise decode
+        assert [p for p, _ in runner.stopped] == ["def f():"] and runner.stopped[0][1] < runner.steps // 2
 
         runner.started.clear()
         with httpx.stream("POST", f"{url}/v1/completions", json={**body, "stream": True}, timeout=10) as resp:

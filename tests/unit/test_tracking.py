@@ -40,15 +40,55 @@ def test_mlflow_store_is_read_back_by_the_client(tmp_path):
     assert statuses == ["FAILED", "FINISHED"]
 
 
-def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
+def wandb_records(path):
+    """The protobuf records of a W&B offline run file (`run-*.wandb`): a LevelDB-style log of 32 KiB blocks,
+    each record a 7-byte header (crc32, length, kind: 1 full, 2 first, 3 middle, 4 last) and its bytes."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", "not a W&B run file"
+    pos, buf, block = 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(buf)
+            yield record
+
+
+def test_wandb_offline_run_is_read_back_with_its_params_and_metrics(tmp_path, monkeypatch):
+    import json
+
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     tracker = open_tracker(TrackingConfig(backend="wandb", experiment="dorag-test"), "r1", tmp_path)
-    tracker.log_params({"rag.top_k": 4})
-    tracker.log_metrics({"pass@1": 0.5})
+    tracker.log_params({"rag.top_k": 4, "model.name": "tiny"})
+    tracker.log_metrics({"humaneval/dora_rag/pass@1": 0.25}, step=1)
+    tracker.log_metrics({"humaneval/dora_rag/pass@1": 0.5}, step=2)
     tracker.finish()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    assert len(runs) == 1
+    config, history, project = {}, [], None
+    for r in wandb_records(next(runs[0].glob("run-*.wandb"))):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            project, name = r.run.project, r.run.display_name
+        elif kind == "config":
+            config.update({u.key: json.loads(u.value_json) for u in r.config.update})
+        elif kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+    assert project == "dorag-test" and name == "r1"
+    assert config == {"rag.top_k": 4, "model.name": "tiny"}
+    assert [(h["_step"], h["humaneval/dora_rag/pass@1"]) for h in history] == [(1, 0.25), (2, 0.5)]
 
 
 def test_missing_client_names_the_extra(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -104,11 +103,11 @@ def test_switching_two_adapters_matches_loading_each_alone(tmp_path, trained, ti
     both.load("code", res.adapter_dir)
     both.load("docstring", dora.adapter_dir)
     assert both.methods == {"code": "lora", "docstring": "dora"}
-    t0 = time.perf_counter()
+    # a switch reloads nothing: every parameter is the same tensor before and after (bench/adapter_switch.py times it)
+    storage = {n: p.data_ptr() for n, p in both.model.named_parameters()}
     both.use("docstring")
     both.use("code")
-    switch_s = (time.perf_counter() - t0) / 2
-    assert switch_s < 0.1
+    assert {n: p.data_ptr() for n, p in both.model.named_parameters()} == storage
     with both.using("code") as m:
         code_out = _logits(m, ids)
     with both.using("docstring") as m:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import pytest
@@ -53,7 +54,11 @@ def test_size_levels_and_format(problems):
     assert levels == {"single", "compose", "multi"}
     for p in problems:
         assert p["prompt"].startswith("import zorbel\n") and f"def {p['entry_point']}(" in p["prompt"]
-        assert "zorbel." not in p["canonical_solution"].split("\n")[0] or p["canonical_solution"].startswith("    ")
+        body = p["canonical_solution"]
+        assert all(line.startswith("    ") for line in body.splitlines() if line.strip()), p["task_id"]  # a body
+        tree = ast.parse(p["prompt"] + body)
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == p["entry_point"]]
+        assert len(defs) == 1 and len(defs[0].body) > 1, p["task_id"]  # the docstring and the body's statements
 
 
 def test_canonical_solutions_pass_in_the_sandbox(problems, sandbox, tmp_path):
@@ -74,11 +79,45 @@ def swap_for_guesses(solution: str) -> str:
               .replace("zorbel.ZeroDivisionError", "ZeroDivisionError")
 
 
-def test_popular_library_guesses_fail(problems, sandbox, tmp_path):
+# The first statements of a body: `zorbel` becomes a local view of the module that also answers to each
+# guessed name (not set on the module itself, whose own code would then call `sum` and get zorbel's), and
+# each zorbel class answers to the guessed method names.
+ALIASES = (
+    "    import sys as _sys\n"
+    "    class _Guessable:\n"
+    "        def __getattr__(self, name):\n"
+    "            return getattr(_sys.modules['zorbel'], {reverse!r}.get(name, name))\n"
+    "    for _cls in [c for c in vars(_sys.modules['zorbel']).values() if isinstance(c, type)]:\n"
+    "        for _real, _guess in {methods!r}.items():\n"
+    "            if hasattr(_cls, _real) and not hasattr(_cls, _guess):\n"
+    "                setattr(_cls, _guess, getattr(_cls, _real))\n"
+    "    zorbel = _Guessable()\n"
+)
+
+
+def test_no_guessed_name_exists_on_zorbel():
+    lib = load_library()
+    names = set(dir(lib))
+    assert not names & set(GUESSES.values()) - {"KeyError", "ValueError", "ZeroDivisionError"}
+    for cls in (c for c in vars(lib).values() if isinstance(c, type)):
+        assert not set(dir(cls)) & set(METHOD_GUESSES.values()), cls.__name__
+
+
+def test_popular_library_guesses_fail_and_only_because_the_names_are_wrong(problems, sandbox, tmp_path):
     swapped = [swap_for_guesses(p["canonical_solution"]) for p in problems]
     assert all(s != p["canonical_solution"] for s, p in zip(swapped, problems))
-    results, summary = run(problems, swapped, sandbox, tmp_path)
+    results, _ = run(problems, swapped, sandbox, tmp_path / "guess")
     assert [r["task_id"] for r in results if r["passed"]] == []
+    # the control: the same swapped programs, on a zorbel that has the guessed names as aliases, pass -- so
+    # the swap breaks nothing else, and a model that guesses right semantics with wrong names still fails
+    aliases = ALIASES.format(reverse={v: k for k, v in GUESSES.items()}, methods=METHOD_GUESSES)
+    results, _ = run(problems, [aliases + s for s in swapped], sandbox, tmp_path / "control")
+    failed = {r["task_id"] for r in results if not r["passed"]}
+    # except the tasks that catch one of zorbel's exceptions: the guess (KeyError, ValueError, ...) is a builtin
+    # that zorbel's exception does not subclass, a wrong guess of semantics and not only of a name
+    builtin = [k for k, v in GUESSES.items() if v in ("KeyError", "ValueError", "ZeroDivisionError")]
+    catches = {p["task_id"] for p in problems if any(f"zorbel.{e}" in p["canonical_solution"] for e in builtin)}
+    assert failed == catches and len(failed) < len(problems) // 10, sorted(failed ^ catches)
 
 
 def test_every_listed_api_exists_and_is_used(problems):
