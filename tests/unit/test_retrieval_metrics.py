@@ -54,6 +54,12 @@ def test_read_qrels_beir_tsv_trec_and_jsonl(tmp_path):
     trec = tmp_path / "run.txt"
     trec.write_text("q1 0 a 1\n".replace(" ", "\t"))
     assert read_qrels(trec) == {"q1": {"a": 1.0}}
+    spaced = tmp_path / "qrels.test.txt"  # TREC as trec_eval reads it: spaces, any number of them
+    spaced.write_text("q1 0 a 1\nq1  0   b\t0\nq2 0 c 2\r\n")
+    assert read_qrels(spaced) == {"q1": {"a": 1.0, "b": 0.0}, "q2": {"c": 2.0}}
+    beir_spaced = tmp_path / "spaced.tsv"
+    beir_spaced.write_text("q1 a 1\nq2 b 3\n")
+    assert read_qrels(beir_spaced) == {"q1": {"a": 1.0}, "q2": {"b": 3.0}}
     jl = tmp_path / "q.jsonl"
     jl.write_text('{"query_id": "q1", "doc_id": "a", "relevance": 1}\n{"query_id": "q1"}\n')
     with pytest.raises(DataError, match=r"q.jsonl:2: a qrels row needs"):

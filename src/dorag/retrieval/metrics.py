@@ -62,15 +62,20 @@ def evaluate_run(qrels: Qrels, run: Run, ks: Sequence[int] = (1, 5, 10)) -> dict
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
-    """BEIR qrels TSV (`query-id<TAB>corpus-id<TAB>score`, header optional) or JSONL
-    (`query_id, doc_id, relevance`)."""
+    """BEIR qrels TSV (`query-id<TAB>corpus-id<TAB>score`, header optional), TREC qrels (`qid 0 docid rel`,
+    separated by tabs or spaces), CSV, or JSONL (`query_id, doc_id, relevance`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: qrels file not found")
     qrels: dict[str, dict[str, float]] = {}
-    if path.suffix in (".tsv", ".txt", ".csv"):
+    if path.suffix in (".tsv", ".txt", ".csv", ".qrels", ".trec"):
         with open(path, newline="", encoding="utf-8") as fh:
-            for line, row in enumerate(csv.reader(fh, delimiter="\t" if path.suffix != ".csv" else ","), start=1):
+            if path.suffix == ".csv":
+                rows = enumerate(csv.reader(fh), start=1)
+            else:  # BEIR: tabs; TREC (`qid 0 docid rel`): any whitespace, as trec_eval reads it
+                rows = ((n, _fields(text)) for n, text in enumerate(fh, start=1))
+            for line, row in rows:
+                row = [c.strip() for c in row]
                 if not row or (line == 1 and len(row) in (3, 4) and not _is_number(row[-1])):
                     continue  # header
                 if len(row) == 4:  # TREC: qid 0 docid rel
@@ -88,6 +93,12 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     if not qrels:
         raise DataError(f"{path}: empty qrels")
     return qrels
+
+
+def _fields(line: str) -> list[str]:
+    """A qrels line's fields: split at tabs when that gives 3 or 4 (a BEIR id may hold spaces), else at whitespace."""
+    tabbed = line.rstrip("\r\n").split("\t")
+    return tabbed if len(tabbed) in (3, 4) else line.split()
 
 
 def _is_number(s: str) -> bool:
