@@ -129,3 +129,70 @@ def test_an_uncached_hub_model_offline_fails_before_any_work(monkeypatch, tmp_pa
     loading.check_available("qwen2.5-coder-0.5b-instruct", cache_dir=str(tmp_path))  # registered: pulled when needed
     with pytest.raises(ModelError, match="does not exist"):
         loading.check_available(str(tmp_path / "nope"))
+
+
+@pytest.fixture()
+def fresh_probe(monkeypatch):
+    from huggingface_hub.utils import close_session
+
+    from dorag.models import loading
+
+    monkeypatch.setattr(loading, "_REACHABLE", {})
+    close_session()  # the Hub session reads the proxy variables when it is made
+    yield loading
+    close_session()
+
+
+def _listener(answer: bytes):
+    """A TCP server that records the first request line of each connection and answers `answer`."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    seen: list[str] = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                seen.append(conn.recv(4096).decode(errors="replace").split("\r\n")[0])
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, seen
+
+
+def test_the_hub_probe_honours_hf_hub_offline_without_any_request(monkeypatch, fresh_probe):
+    import huggingface_hub.utils
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: pytest.fail("a request was made offline"))
+    assert fresh_probe.hub_reachable() is False
+
+
+def test_the_hub_probe_asks_hf_endpoint_through_the_proxy_variables(monkeypatch, fresh_probe):
+    from huggingface_hub import constants
+
+    mirror, asked = _listener(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{mirror.getsockname()[1]}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert fresh_probe.hub_reachable() is True and asked == ["HEAD / HTTP/1.1"]  # any HTTP answer: it is there
+    mirror.close()
+
+    proxy, tunnelled = _listener(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    monkeypatch.setattr(fresh_probe, "_REACHABLE", {})
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    from huggingface_hub.utils import close_session
+
+    close_session()
+    assert fresh_probe.hub_reachable() is False  # the proxy refused the tunnel
+    assert tunnelled == ["CONNECT huggingface.co:443 HTTP/1.1"]
+    proxy.close()

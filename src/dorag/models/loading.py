@@ -59,27 +59,30 @@ _REACHABLE_TTL_S = 60.0
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """One quick TCP connect to the Hub endpoint, instead of transformers' minute of retries offline. The
+    """Whether the Hub answers, asked the way huggingface_hub itself asks: False at once in its offline mode
+    (`HF_HUB_OFFLINE=1`), else one HEAD request to its endpoint (`HF_ENDPOINT`) through its own HTTP session,
+    which goes through `HTTPS_PROXY` / `NO_PROXY` -- instead of transformers' minute of retries offline. The
     answer is kept for a minute: one load asks more than once (to choose local_files_only, then to word its
     error), and each ask may wait the whole timeout behind a firewall."""
-    import socket
     import time
-    from urllib.parse import urlparse
 
     try:
         from huggingface_hub import constants
-
-        endpoint = constants.ENDPOINT
+        from huggingface_hub.utils import OfflineModeIsEnabled, get_session
     except ImportError:
-        endpoint = "https://huggingface.co"
+        return False
+    if constants.is_offline_mode():
+        return False
+    endpoint = constants.ENDPOINT
     seen = _REACHABLE.get(endpoint)
     if seen is not None and time.monotonic() - seen[0] < _REACHABLE_TTL_S:
         return seen[1]
-    url = urlparse(endpoint)
     try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        get_session().head(endpoint, timeout=timeout_s)  # any HTTP answer: the Hub (or its mirror) is there
         reachable = True
-    except OSError:
+    except OfflineModeIsEnabled:
+        reachable = False
+    except Exception:  # noqa: BLE001 - connect errors, timeouts, proxy refusals: every way of not being there
         reachable = False
     _REACHABLE[endpoint] = (time.monotonic(), reachable)
     return reachable

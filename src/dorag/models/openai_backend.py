@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dorag.core.errors import ModelError
-from dorag.core.require import require
+from dorag.models import http
 from dorag.models.generator import CancelFn, Completion, GenerationParams, ProgressFn, Prompt, TextFn, cut_at_stop
 
 
@@ -21,64 +20,40 @@ class OpenAIGenerator:
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 600.0,
-                 concurrency: int = 8) -> None:
-        httpx = require("httpx", extra="models")
+                 concurrency: int = 8, max_retries: int = http.RETRIES) -> None:
         self.name = model
         self.model = model
         self.concurrency = max(1, concurrency)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._client = http.client(base_url, api_key, timeout_s, max_retries)
 
     def _url(self, path: str) -> str:
-        return str(self._client.base_url).rstrip("/") + path  # httpx keeps a trailing slash on the base
+        return http.url(self._client, path)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        httpx = require("httpx", extra="models")
-        try:
-            resp = self._client.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach {self._url(path)}: {exc}; is the server running?") from exc
-        if resp.status_code >= 400:
-            raise ModelError(f"{self._url(path)} answered {resp.status_code}: {resp.text[:300]}")
-        return resp.json()
+        return http.post(self._client, path, body)
 
     def _stream(self, path: str, body: dict[str, Any], on_text: Callable[[str], None],
                 gone: Callable[[], bool] = lambda: False) -> dict[str, Any]:
         """POST with ``stream: true`` and read the server-sent events; `on_text` sees the text so far after each
         chunk. Returns the same shape as a non-streamed answer (one choice, usage when the server sends it).
         When `gone()` turns true the connection is closed, which stops the upstream generation too."""
-        httpx = require("httpx", extra="models")
         url = self._url(path)
         text, reason, usage, chunks = "", None, None, 0
-        try:
-            with self._client.stream("POST", path, json=body) as resp:
-                if resp.status_code >= 400:
-                    raise ModelError(f"{url} answered {resp.status_code}: {resp.read().decode(errors='replace')[:300]}")
-                for line in resp.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments, event names
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        event = json.loads(payload)
-                    except json.JSONDecodeError as exc:
-                        raise ModelError(f"{url} sent a stream event that is not JSON: {payload[:200]!r}") from exc
-                    if "error" in event:
-                        raise ModelError(f"{url} failed while streaming: {event['error']}")
-                    usage = event.get("usage") or usage
-                    if gone():
-                        reason = "cancelled"
-                        break
-                    for choice in event.get("choices") or ():
-                        piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
-                        if piece:
-                            text += piece
-                            chunks += 1
-                            on_text(text)
-                        reason = choice.get("finish_reason") or reason
-        except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach {url}: {exc}; is the server running?") from exc
+        with http.stream(self._client, path, body) as events:
+            for event in events:
+                if not isinstance(event, dict):
+                    raise ModelError(f"{url} sent a stream event that is not a JSON object: {str(event)[:200]!r}")
+                usage = event.get("usage") or usage
+                if gone():
+                    reason = "cancelled"
+                    break
+                for choice in event.get("choices") or ():
+                    piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+                    if piece:
+                        text += piece
+                        chunks += 1
+                        on_text(text)
+                    reason = choice.get("finish_reason") or reason
         usage = usage or {"completion_tokens": chunks}  # about one token a chunk when the server sends no usage
         return {"choices": [{"text": text, "message": {"content": text}, "finish_reason": reason}], "usage": usage}
 

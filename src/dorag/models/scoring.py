@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from dorag.core.errors import ConfigError, ModelError
 from dorag.core.require import require
+from dorag.models import http
 
 log = logging.getLogger(__name__)
 
@@ -86,28 +87,23 @@ class OpenAIScorer:
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 120.0,
-                 concurrency: int = 8, mode: Literal["prompt_logprobs", "echo"] | None = None) -> None:
-        httpx = require("httpx", extra="models")
+                 concurrency: int = 8, mode: Literal["prompt_logprobs", "echo"] | None = None,
+                 max_retries: int = http.RETRIES) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrency = max(1, concurrency)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._client = http.client(self.base_url, api_key, timeout_s, max_retries)
         self.mode = mode
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The JSON answer, or None when the server rejects the request (an unsupported parameter)."""
-        httpx = require("httpx", extra="models")
+        """The JSON answer, or None when the server rejects the request (an unsupported parameter); rate limits,
+        server errors and lost connections are retried (dorag.models.http), then fail."""
         try:
-            resp = self._client.post("/completions", json={"model": self.model, **body})
-        except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach {self.base_url}/completions: {exc}; is the teacher server running?") from exc
-        if resp.status_code >= 400:
-            log.debug("%s/completions answered %s: %s", self.base_url, resp.status_code, resp.text[:300])
-            return None
-        try:
-            return resp.json()
-        except ValueError:
+            return http.post(self._client, "/completions", {"model": self.model, **body}, what="teacher server")
+        except http.StatusError as exc:
+            if exc.status in (408, 409, 429) or exc.status >= 500:
+                raise
+            log.debug("%s", exc)
             return None
 
     def _request(self, text: str, mode: str) -> dict[str, Any]:
