@@ -74,7 +74,11 @@ def test_six_conditions_report_cache_and_gate(capsys, tmp_path, grid):
         assert (report / name).is_file(), name
     sig = read_json(report / "report.json")["significance"]
     assert len(sig) == 5 + 3  # five against baseline, dora_rag against the three single methods
-    assert all(0 <= s["p"] <= s["p_holm"] <= 1 for s in sig)
+    from scipy.stats import binomtest
+
+    for s in sig:  # each p is the exact McNemar p of its own discordant counts, and Holm only raises it
+        d = s["only_a"] + s["only_b"]
+        assert s["p"] == pytest.approx(binomtest(s["only_a"], d, 0.5).pvalue if d else 1.0) and s["p"] <= s["p_holm"]
     assert "dora_rag" in (report / "report.md").read_text() and "\\begin{tabular}" in (report / "results.tex").read_text()
     assert "is dora_rag" in stdout  # the synergy line
 
@@ -209,3 +213,44 @@ def test_a_run_without_rag_conditions_does_not_open_the_unbuilt_index(capsys, tm
     code, _, err = run(capsys, "ablate", grid, "--conditions", "rag_only")
     assert code == 0, err
     assert read_json(tmp_path / "abl" / "ablation.json")["retrieval"]["ua"]["n_queries"] > 0
+
+
+def test_a_context_that_decides_each_outcome_gives_the_exact_tests_their_real_values(capsys, tmp_path, json_server,
+                                                                                       code_corpus):
+    """Six crafted tasks and a scripted OpenAI-compatible server that answers right exactly when the prompt
+    carries retrieved documents: rag_only passes 6 of 6 and baseline 0 of 6, so McNemar's exact p is 2 / 2**6."""
+    import re
+
+    from dorag.core.io import write_jsonl
+
+    tasks = tmp_path / "offset.jsonl"
+    write_jsonl(tasks, [{"task_id": f"Offset/{i}", "entry_point": f"offset_{i}",
+                         "prompt": f'def offset_{i}(x):\n    """Add the documented offset of helper {i} to x."""\n',
+                         "canonical_solution": f"    return x + {i + 1}\n",
+                         "test": f"def check(candidate):\n    assert candidate(2) == {3 + i}\n"} for i in range(6)])
+
+    def answer(body):
+        prompt = "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+        i = int(re.search(r"def offset_(\d+)", prompt).group(1))
+        grounded = prompt.startswith("Relevant code and documentation:")  # the RAG frame
+        code = f"def offset_{i}(x):\n    return x + {i + 1 if grounded else 0}\n```"
+        return {"choices": [{"message": {"content": code}, "finish_reason": "stop"}], "usage": {"completion_tokens": 9}}
+
+    cfg = {"name": "decided", "out": str(tmp_path / "abl"),
+           "model": {"name": "scripted", "backend": "openai", "base_url": json_server(answer)},
+           "generation": {"max_new_tokens": 32, "batch_size": 6},
+           "indexes": {"code": {"build": {"corpus": str(code_corpus), "index": {"method": "bm25"}}}},
+           "benchmarks": {"offset": {"problems": str(tasks), "index": "code"}},
+           "conditions": {"baseline": {}, "rag_only": {"rag": True}}, "evaluate": {"ks": [1]}}
+    path = tmp_path / "ablate.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, stdout, err = run(capsys, "ablate", path)
+    assert code == 0, err
+    report = read_json(tmp_path / "abl" / "report" / "report.json")
+    scores = {r["condition"]: r["pass@1"] for r in report["rows"]}
+    assert scores == {"baseline": 0.0, "rag_only": 1.0}
+    (row,) = report["significance"]
+    assert (row["a"], row["b"], row["only_a"], row["only_b"]) == ("rag_only", "baseline", 6, 0)
+    assert row["p"] == row["p_holm"] == 2 / 2 ** 6 and row["diff"] == 1.0
+    tasks_csv = list(csv.reader((tmp_path / "abl" / "report" / "tasks.csv").open()))
+    assert tasks_csv[1:] == [["offset", f"Offset/{i}", "FAIL", "PASS"] for i in range(6)]
