@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # minutes of CPU each, more on a loaded machine
 MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
@@ -54,7 +54,7 @@ def test_five_unseen_api_tasks_need_the_retrieved_documents(tmp_path):
     dorag("index", "build", "--source", "unseen-api", "--method", "bm25", "--out", str(index), cwd=tmp_path)
     plain, rag = tmp_path / "plain.jsonl", tmp_path / "rag.jsonl"
     common = ("--benchmark", "unseen-api", "--model", MODEL, "--limit", "5", "--batch-size", "5", "--max-new-tokens",
-              "320", "model.dtype=bfloat16")
+              "256", "model.dtype=bfloat16")
     dorag("generate", *common, "--out", str(plain), cwd=tmp_path)
     dorag("generate", *common, "--rag-index", str(index), "--top-k", "4", "--out", str(rag), cwd=tmp_path)
     for samples in (plain, rag):
