@@ -92,33 +92,9 @@ def user_tasks(uid):
     return n
 
 
-def kill_uid(uid):
-    """SIGKILL every live process of `uid` (we are root) until none is left; zombies are reaped by reap()."""
-    for _ in range(100):
-        found = False
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                if os.stat(f"/proc/{name}").st_uid != uid:
-                    continue
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    state = fh.read().rsplit(b")", 1)[1].split()[0]
-                if state not in (b"Z", b"X"):
-                    found = True
-                    os.kill(int(name), signal.SIGKILL)
-            except (OSError, IndexError):
-                continue
-        reap()
-        if not found:
-            return
-        time.sleep(0.002)
-
-
-def kill_children():
-    """SIGKILL every child of this server until none is left (not root: no uid of its own to sweep). A program's
-    orphans are reparented here (we are a child subreaper), so a daemon that left the group is our child too."""
-    me = str(os.getpid()).encode()
+def _kill_matching(match):
+    """SIGKILL every live process for which `match(pid, stat fields after the name)` holds, until none is left;
+    zombies are reaped by reap()."""
     for _ in range(100):
         found = False
         for name in os.listdir("/proc"):
@@ -127,7 +103,7 @@ def kill_children():
             try:
                 with open(f"/proc/{name}/stat", "rb") as fh:
                     fields = fh.read().rsplit(b")", 1)[1].split()
-                if fields[1] == me and fields[0] not in (b"Z", b"X"):
+                if fields[0] not in (b"Z", b"X") and match(name, fields):
                     found = True
                     os.kill(int(name), signal.SIGKILL)
             except (OSError, IndexError):
@@ -136,6 +112,18 @@ def kill_children():
         if not found:
             return
         time.sleep(0.002)
+
+
+def kill_uid(uid):
+    """Every process of `uid` (we are root)."""
+    _kill_matching(lambda pid, fields: os.stat(f"/proc/{pid}").st_uid == uid)
+
+
+def kill_children():
+    """Every child of this server (not root: no uid of its own to sweep). A program's orphans are reparented
+    here (we are a child subreaper), so a daemon that left the group is our child too."""
+    me = str(os.getpid()).encode()
+    _kill_matching(lambda pid, fields: fields[1] == me)
 
 
 def reap():
