@@ -104,3 +104,15 @@ def test_the_summary_records_what_the_sandbox_enforced_and_says_when_it_was_weak
     assert capsys.readouterr().err.count("warning: sandbox weaker than its default") == 1
     again, _, _ = evaluate_file(samples, subset, cfg)  # every result cached: no program runs, the record stays
     assert again["sandbox"] == iso
+
+
+def test_unseen_api_scores_break_down_by_level_with_each_levels_size():
+    problems = load_problems("unseen-api")
+    passed = {p["task_id"] for p in problems if p["meta"]["difficulty"] != "multi"}  # every single/compose task
+    results = [{"task_id": p["task_id"], "passed": p["task_id"] in passed, "status": "PASS"} for p in problems]
+    summary = summarize(results, problems, (1,))
+    sizes = summary["by_meta_tasks"]["difficulty"]
+    assert set(sizes) == {"single", "compose", "multi"} and sum(sizes.values()) == len(problems)
+    levels = summary["by_meta"]["difficulty"]
+    assert levels["single"]["pass@1"]["value"] == levels["compose"]["pass@1"]["value"] == 1.0
+    assert levels["multi"]["pass@1"]["value"] == 0.0 and list(summary["by_meta"]["library"]) == ["zorbel"]

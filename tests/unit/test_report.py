@@ -234,3 +234,17 @@ def test_the_report_says_which_cells_had_a_weaker_sandbox(tmp_path):
     write_json(ab["cells"][0]["summary"], summary)
     write_report([tmp_path / "syn"], tmp_path / "rep", n_boot=200)
     assert "Every cell was scored with the sandbox's full isolation" in md.read_text() and "Weaker" not in md.read_text()
+
+
+def test_rows_break_each_benchmark_down_by_its_levels(tmp_path):
+    ab = _ablation(tmp_path, PASSES)
+    for cell in ab["cells"]:
+        summary = read_json(cell["summary"])
+        summary["by_meta"] = {"difficulty": {lv: {"pass@1": {"value": v, "ci95_low": 0.0, "ci95_high": 1.0}}
+                                             for lv, v in (("compose", 0.5), ("single", 0.25))}}
+        summary["by_meta_tasks"] = {"difficulty": {"compose": 8, "single": 12}}
+        write_json(cell["summary"], summary)
+    rows = analyse([ab], n_boot=100)["rows"]
+    levels = [(r["benchmark"], r["condition"], r["n_tasks"], r["pass@1"]) for r in rows if "/" in r["benchmark"]]
+    assert levels[:2] == [("bench/compose", "baseline", 8, 0.5), ("bench/single", "baseline", 12, 0.25)]
+    assert len(levels) == 2 * len(CONDS)

@@ -104,9 +104,10 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{'EX':16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
     if isinstance(summary.get("exact_match"), float):
         lines.append(f"{'EM':16} {summary['exact_match']:8.4f}")
-    for lib, vals in summary.get("by_library", {}).items():
-        for key, val in vals.items():
-            lines.append(f"{lib + ' ' + key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
+    for groups in summary.get("by_meta", {}).values():  # Unseen-API's levels, DS-1000's libraries
+        for value, vals in groups.items() if len(groups) > 1 else ():
+            for key, val in vals.items():
+                lines.append(f"{value + ' ' + key:16} {val['value']:8.4f}  [{val['ci95_low']:.4f}, {val['ci95_high']:.4f}]")
     for key, val in summary.get("text_metrics", {}).items():
         lines.append(f"{key:16} {val:8.4f}")
     if summary.get("judge", {}).get("mean_score") is not None:

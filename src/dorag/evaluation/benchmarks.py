@@ -154,6 +154,9 @@ SAMPLES: tuple[str, ...] = ("first", "stratified")
 # Stratum fields in a problem's meta, the first one every problem carries: Unseen-API's level
 # (single/compose/multi; its first 38 tasks are all single) and DS-1000's library.
 STRATUM_FIELDS = ("difficulty", "library")
+# Meta fields a score is broken down by when the problems carry them: Unseen-API's level, DS-1000's library,
+# Spider's hardness.
+BREAKDOWN_FIELDS = ("difficulty", "library", "hardness")
 
 
 def stratum_field(problems: Sequence[Problem]) -> str | None:

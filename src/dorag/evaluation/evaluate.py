@@ -16,7 +16,7 @@ from typing import Any
 from dorag.core.config import option
 from dorag.core.errors import DataError, DoragError
 from dorag.core.io import JsonlAppender, iter_jsonl, iter_jsonl_numbered, repair_jsonl_tail
-from dorag.evaluation.benchmarks import Problem
+from dorag.evaluation.benchmarks import BREAKDOWN_FIELDS, Problem
 from dorag.evaluation.passk import summarize_pass_at_k
 from dorag.evaluation.sandbox import Sandbox, SandboxConfig, warn_weaker
 
@@ -151,13 +151,21 @@ def summarize(results: Sequence[dict[str, Any]], problems: Sequence[Problem], ks
     counts = {t: (len(v), sum(v)) for t, v in per_task.items()}
     counts.update({t: (n_max, 0) for t in missing})  # a task without samples counts as failed
     summary: dict[str, Any] = summarize_pass_at_k(counts, ks, n_boot=n_boot, seed=seed)
-    groups: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
-    for p in problems:  # e.g. DS-1000's per-library breakdown
-        lib = (p.get("meta") or {}).get("library")
-        if lib:
-            groups[lib][p["task_id"]] = counts[p["task_id"]]
-    if groups:
-        summary["by_library"] = {lib: summarize_pass_at_k(c, ks, n_boot=n_boot, seed=seed) for lib, c in sorted(groups.items())}
+    by_meta: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for field in BREAKDOWN_FIELDS:  # Unseen-API's levels, DS-1000's libraries, Spider's hardness
+        groups: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+        for p in problems:
+            value = (p.get("meta") or {}).get(field)
+            if value is not None and value != "":
+                groups[str(value)][p["task_id"]] = counts[p["task_id"]]
+        if groups:
+            by_meta[field] = {v: summarize_pass_at_k(c, ks, n_boot=n_boot, seed=seed) for v, c in sorted(groups.items())}
+            sizes[field] = {v: len(c) for v, c in sorted(groups.items())}
+    if by_meta:
+        summary["by_meta"], summary["by_meta_tasks"] = by_meta, sizes
+    if "library" in by_meta:
+        summary["by_library"] = by_meta["library"]
     em = [bool(r["exact_match"]) for r in results if "exact_match" in r]
     if em:  # text-to-SQL: pass@k is execution accuracy (EX); EM is the share of exact-match samples
         summary["execution_accuracy"] = summary.get("pass@1")

@@ -104,10 +104,14 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
                     row[key] = entry["value"]
                     row[f"{key}_ci"] = (entry["ci95_low"], entry["ci95_high"])
             rows.append(row)
-            for lib, entries in (summary.get("by_library") or {}).items():
-                if len(summary["by_library"]) > 1:  # DS-1000's libraries; a one-library benchmark adds nothing
+            by_meta = summary.get("by_meta") or ({"library": summary["by_library"]} if summary.get("by_library") else {})
+            for field, groups in by_meta.items():
+                if len(groups) < 2:  # a one-library benchmark adds nothing
+                    continue
+                sizes = (summary.get("by_meta_tasks") or {}).get(field, {})
+                for value, entries in groups.items():  # Unseen-API's levels, DS-1000's libraries
                     base = {k: v for k, v in row.items() if not k.startswith("pass@")}  # not the overall scores
-                    rows.append({**base, "benchmark": f"{cell['benchmark']}/{lib}", "n_tasks": None,
+                    rows.append({**base, "benchmark": f"{cell['benchmark']}/{value}", "n_tasks": sizes.get(value),
                                  **{k: e["value"] for k, e in entries.items()},
                                  **{f"{k}_ci": (e["ci95_low"], e["ci95_high"]) for k, e in entries.items()}})
         for bench, conds in by_bench.items():
