@@ -248,3 +248,26 @@ def test_rows_break_each_benchmark_down_by_its_levels(tmp_path):
     levels = [(r["benchmark"], r["condition"], r["n_tasks"], r["pass@1"]) for r in rows if "/" in r["benchmark"]]
     assert levels[:2] == [("bench/compose", "baseline", 8, 0.5), ("bench/single", "baseline", 12, 0.25)]
     assert len(levels) == 2 * len(CONDS)
+
+
+def test_outcomes_count_each_status_and_name_the_commonest_errors(tmp_path):
+    from dorag.core.io import write_jsonl
+
+    ab = _ablation(tmp_path, PASSES)
+    results = tmp_path / "syn" / "dora_rag_results.jsonl"
+    missing = "AttributeError: module 'zorbel' has no attribute 'sum'"
+    write_jsonl(results, [{"task_id": "T/0", "passed": True, "status": "PASS", "detail": ""},
+                          {"task_id": "T/1", "passed": False, "status": "FAIL", "detail": "AssertionError: "},
+                          {"task_id": "T/2", "passed": False, "status": "RUNTIME_ERROR", "detail": missing},
+                          {"task_id": "T/3", "passed": False, "status": "RUNTIME_ERROR", "detail": missing},
+                          {"task_id": "T/4", "passed": False, "status": "SYNTAX_ERROR", "detail": "invalid syntax (line 3)"},
+                          {"task_id": "T/5", "passed": False, "status": "TIMEOUT", "detail": ""}])
+    ab["cells"][-1]["results"] = str(results)
+    write_json(tmp_path / "syn" / "ablation.json", ab)
+    write_report([tmp_path / "syn"], tmp_path / "rep", n_boot=100)
+    rows = list(csv.reader((tmp_path / "rep" / "outcomes.csv").open()))
+    assert rows[0] == ["benchmark", "condition", "PASS", "FAIL", "RUNTIME_ERROR", "SYNTAX_ERROR", "TIMEOUT", "MEMORY",
+                       "top errors"]
+    assert rows[1:] == [["bench", "dora_rag", "1", "1", "2", "1", "1", "0",
+                         f"{missing} (2); invalid syntax (line 3) (1)"]]
+    assert "## Outcomes" in (tmp_path / "rep" / "report.md").read_text()

@@ -380,6 +380,38 @@ def topk_series(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[
     return series
 
 
+OUTCOMES = ("PASS", "FAIL", "RUNTIME_ERROR", "SYNTAX_ERROR", "TIMEOUT", "MEMORY")
+
+
+def error_kind(detail: str) -> str:
+    """A failure's kind, as a reader names it: the exception line, with quoted values and numbers kept (they
+    say which API was missing), cut to one line of 100 characters."""
+    line = (detail or "").strip().splitlines()[0] if (detail or "").strip() else ""
+    return line[:100]
+
+
+def outcome_table(ablations: Sequence[dict[str, Any]], top: int = 3) -> tuple[list[str], list[list[str]]]:
+    """Per benchmark and condition: how many samples passed, failed a test, raised, did not parse, timed out or
+    ran out of memory, and the most common error kinds -- whether an adaptation writes wrong code or broken code."""
+    from collections import Counter
+
+    header = ["benchmark", "condition", *OUTCOMES, "top errors"]
+    body = []
+    for ab in ablations:
+        for cell in ab["cells"]:
+            results = Path(cell.get("results") or "")
+            if not results.is_file():
+                continue
+            rows = read_jsonl(results)
+            counts = Counter(r.get("status") or ("PASS" if r.get("passed") else "FAIL") for r in rows)
+            kinds = Counter(error_kind(r.get("detail", "")) for r in rows
+                            if (r.get("status") or "FAIL") not in ("PASS", "FAIL") and r.get("detail"))
+            errors = "; ".join(f"{k} ({n})" for k, n in kinds.most_common(top))
+            name = cell["condition"] if len(ablations) == 1 else f"{ab['name']}:{cell['condition']}"
+            body.append([cell["benchmark"], name, *(str(counts.get(o, 0)) for o in OUTCOMES), errors])
+    return header, body
+
+
 def task_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """One row per benchmark task, one column per condition: the status of its sample (PASS, FAIL,
     RUNTIME_ERROR, ...), or correct/n where the cell sampled more than one. The discordant tasks behind
@@ -447,6 +479,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     put("training.csv", to_csv(*train))
     put("retrieval.csv", to_csv(*retr))
     put("tasks.csv", to_csv(*task_table(ablations)))
+    outcomes = outcome_table(ablations)
+    put("outcomes.csv", to_csv(*outcomes))
     figures = plots(result, out)
     files += figures
     name = title or ", ".join(a["name"] for a in ablations)
@@ -467,6 +501,9 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
            "anti-conservative when few tasks are discordant. needed for p<0.05: how many of the discordant tasks "
            "would have to favour one side. Each task's outcome under each condition is in tasks.csv.", "",
            *[f"- {line}" for line in result["power"]], "", markdown(*sig)]
+    if outcomes[1]:
+        md += ["## Outcomes", "", "Samples by outcome (FAIL: a test's assert failed; RUNTIME_ERROR: the code raised), "
+               "and the most common errors of the code that did not run through.", "", markdown(*outcomes)]
     md += ["## Sandbox", "", *sandbox_lines(result["sandbox"]), ""]
     if result["retrieval"]:
         md += ["## Retrieval", "", markdown(*retr)]
