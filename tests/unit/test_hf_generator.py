@@ -118,3 +118,56 @@ def test_sampled_tokens_follow_the_nucleus_distribution(tiny_generator):
         ref = want if top_p < 1 else torch.softmax(logits[0], -1)
         assert (freq[ref == 0] == 0).all()  # never outside the nucleus
         torch.testing.assert_close(freq, ref, atol=0.015, rtol=0)
+
+
+MANY = PROMPTS + ["class Stack:\n    def push(self, x):", "for i in range(10):\n    total +=", "return", "if x is None:\n"]
+
+
+@pytest.fixture()
+def joins(monkeypatch):
+    """(batch width, new rows' width) of every join of new rows into a running batch."""
+    import dorag.models.hf as hf
+
+    seen: list[tuple[int, int]] = []
+    real = hf._join
+
+    def spy(torch, cache, attention, new_cache, new_attention):
+        seen.append((attention.shape[1], new_attention.shape[1]))
+        return real(torch, cache, attention, new_cache, new_attention)
+
+    monkeypatch.setattr(hf, "_join", spy)
+    return seen
+
+
+def test_rows_admitted_into_a_running_batch_decode_as_if_alone(tiny_generator, joins):
+    """Continuous batching: with 2 slots for 8 prompts, finished rows are replaced mid-decode; a stop makes rows
+    end at different steps, so admissions happen while other rows are half done. Greedy output is each
+    prompt's own, as HF generate gives it one prompt at a time."""
+    free = tiny_generator.generate_text(MANY, GenerationParams(max_new_tokens=20, batch_size=1))
+    stop = free[0][0].text[2:5]
+    params = GenerationParams(max_new_tokens=20, batch_size=2, stop=(stop,))
+    out = tiny_generator.generate_text(MANY, params)
+    assert {c[0].finish_reason for c in out} >= {"stop", "length"}  # rows did end at different steps
+    assert joins and all(width > new for width, new in joins)  # admitted mid-decode, padded on their side
+    for text, comps in zip(MANY, out):
+        ref = _reference(tiny_generator, text, 20)
+        body = ref[:-1] if ref and ref[-1] in tiny_generator.eos_ids else ref
+        want = tiny_generator.tokenizer.decode(body, skip_special_tokens=True)
+        assert comps[0].text == want.split(stop)[0]
+
+
+def test_a_longer_prompt_admitted_after_shorter_ones_pads_the_running_cache(tiny_generator, joins):
+    """Admission order shortest first (the generator itself admits longest first), and the shortest prompt's row
+    cancelled at its first token: the longer prompt that takes its slot is wider than the running cache, which
+    is the side padded, and every other row still decodes as if alone."""
+    enc = [tiny_generator.tokenizer(t, add_special_tokens=False)["input_ids"] for t in MANY]
+    order = sorted(range(len(MANY)), key=lambda i: len(enc[i]))  # shortest first
+    rows = [(i, 0) for i in order]
+    comps = tiny_generator._decode(tiny_generator.model, enc, rows, GenerationParams(max_new_tokens=12, batch_size=2),
+                                   on_row=lambda row, toks: row[0] == order[0])
+    assert comps[0].finish_reason == "cancelled" and comps[0].n_tokens == 1
+    assert any(new > width for width, new in joins), joins  # the running cache was the one padded
+    for (i, _), comp in list(zip(rows, comps))[1:]:
+        ref = _reference(tiny_generator, MANY[i], 12)
+        body = ref[:-1] if ref and ref[-1] in tiny_generator.eos_ids else ref
+        assert comp.text == tiny_generator.tokenizer.decode(body, skip_special_tokens=True), MANY[i]
