@@ -145,6 +145,8 @@ def main() -> int:
                     outs, n_tokens, n_prompt = runs[method](prompts[kind])
                     wall = time.perf_counter() - t0
                     key = (kind, method)
+                    print(f"  {dtype} {kind} {method}: {n_tokens} tokens in {wall:.1f} s ({n_tokens / wall:.1f} tok/s)",
+                          file=sys.stderr, flush=True)
                     if key not in best or wall < best[key]["wall_s"]:
                         best[key] = {"outs": outs, "tokens": n_tokens, "prompt_tokens": n_prompt, "wall_s": wall}
         for (kind, method), r in best.items():

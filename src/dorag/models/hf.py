@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,124 +86,101 @@ class TransformersGenerator:
         tok = self.tokenizer
         enc = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(enc[i]))  # longest first: similar lengths batch
-        n_seq = 1 if params.greedy else params.n
-        rows = [(i, s) for i in order for s in range(n_seq)]
-        row_fn = None if on_tokens is None else (lambda row, toks: on_tokens(row[0], row[1], toks))
-        if self.adapters is not None:
-            with self.adapters.using(self.adapter or "base") as model:
-                done = self._decode(model, enc, rows, params, row_fn, progress)
-        else:
-            done = self._decode(self.model, enc, rows, params, row_fn, progress)
         results: list[list[Completion]] = [[] for _ in texts]
-        for (i, _), comp in zip(rows, done):
-            results[i].append(comp)
-        if params.greedy and params.n > 1:  # greedy samples are identical; decode once
-            results = [[Completion(c.text, c.n_tokens, c.finish_reason, c.latency_s) for c in r * params.n]
-                       for r in results]
+        n_seq = 1 if params.greedy else params.n
+        for start in range(0, len(order), params.batch_size):
+            idx = order[start : start + params.batch_size]
+            row_fn = None
+            if on_tokens is not None:
+                def row_fn(r: int, toks: list[int], idx: list[int] = idx) -> bool | None:
+                    return on_tokens(idx[r // n_seq], r % n_seq, toks)
+            batch = self._decode_batch([enc[i] for i in idx], params, n_seq, seed=params.seed + start, on_row=row_fn)
+            for j, i in enumerate(idx):
+                comps = batch[j * n_seq : (j + 1) * n_seq]
+                if params.greedy and params.n > 1:  # greedy samples are identical; decode once
+                    comps = [Completion(c.text, c.n_tokens, c.finish_reason, c.latency_s) for c in comps * params.n]
+                results[i] = comps
+            if progress is not None:
+                progress(len(idx))
         return results
 
-    def _decode(self, model: Any, enc: list[list[int]], rows: list[tuple[int, int]], params: GenerationParams,
-                on_row: Callable[[tuple[int, int], list[int]], bool | None] | None = None,
-                progress: ProgressFn | None = None) -> list[Completion]:
-        """Continuous batching: decode `rows` (prompt index, sample index) with at most `batch_size` in the batch.
+    def _decode_batch(self, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
+                      on_row: Callable[[int, list[int]], bool | None] | None = None) -> list[Completion]:
+        """Decode one batch with a shared KV cache; rows that finish leave the batch at once.
 
-        The batch shares one KV cache, left-padded so that every row's next token sits in the last column. A row
-        that hits EOS, a stop sequence or `max_new_tokens` leaves the batch at once (input, attention mask and
-        every cache layer), and waiting rows are admitted in its place: their prompts are prefilled together and
-        their cache joined to the batch's, padded on the left to the same length. So the batch stays full
-        until the queue is empty, instead of draining to one long row before the next batch starts (HF
-        ``generate`` keeps finished rows in the batch until the longest one ends). Rows are admitted in the
-        order given (longest prompt first). Returns one Completion per row, in order.
+        HF ``generate`` keeps finished rows in the batch (padding them) until the longest row ends; here a
+        row that hits EOS or a stop sequence is dropped from the input, the attention mask and every cache
+        layer, so the remaining steps only pay for live rows.
         """
+        if self.adapters is not None:
+            with self.adapters.using(self.adapter or "base") as model:
+                return self._decode(model, ids, params, n_seq, seed, on_row)
+        return self._decode(self.model, ids, params, n_seq, seed, on_row)
+
+    def _decode(self, model: Any, ids: list[list[int]], params: GenerationParams, n_seq: int, seed: int,
+                on_row: Callable[[int, list[int]], bool | None] | None = None) -> list[Completion]:
         torch = require("torch", extra="models")
+        transformers = require("transformers", extra="models")
         tok = self.tokenizer
+        pad = tok.pad_token_id
+        rows = [x for x in ids for _ in range(n_seq)]
+        width = max(len(x) for x in rows)
         dev = self.device
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows], dtype=torch.long, device=dev)  # (B, T)
+        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows], dtype=torch.long, device=dev)
+        position = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
         stops = tuple(params.stop)
         window = max((len(tok(s, add_special_tokens=False)["input_ids"]) for s in stops), default=0) + 4
         rng = None
         if not params.greedy:
             rng = torch.Generator(device=dev)
-            rng.manual_seed(params.seed)
-        size = max(1, params.batch_size)
-        refill = max(1, size // 4)  # admit when this many slots are free (a prefill and a cache copy each time)
-        queue = list(range(len(rows)))
-        queue.reverse()  # pop() takes the next row
+            rng.manual_seed(seed)
+        cache = transformers.DynamicCache(config=model.config)
+        t_start = time.perf_counter()
+        done_at: list[float] = [0.0] * len(rows)  # per-row latency: batch start to the row's last token
         generated: list[list[int]] = [[] for _ in rows]
         finish: list[str] = ["length"] * len(rows)
-        started: list[float] = [0.0] * len(rows)
-        latency: list[float] = [0.0] * len(rows)
-        live: list[int] = []  # row of each batch position
-        cache = attention = pos = logits = None
-        left = Counter(i for i, _ in rows)  # rows still decoding, per prompt
+        live = list(range(len(rows)))  # original row index of each batch row
         with torch.inference_mode():
-            while queue or live:
-                if queue and (not live or size - len(live) >= min(refill, len(queue))):
-                    take = [queue.pop() for _ in range(min(size - len(live), len(queue)))]
-                    new = self._prefill(model, [enc[rows[r][0]] for r in take])
-                    t_now = time.perf_counter()
-                    for r in take:
-                        started[r] = t_now
-                    if not live:
-                        cache, attention, pos, logits = new
-                    else:
-                        cache, attention = _join(torch, cache, attention, new[0], new[1])
-                        pos, logits = torch.cat([pos, new[2]]), torch.cat([logits, new[3]])
-                    live += take
+            out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+            pos = position[:, -1]  # (B,)
+            for _ in range(params.max_new_tokens):
+                logits = out.logits[:, -1, :].float()  # (b, V)
                 nxt = self._pick(logits, params, rng)  # (b,)
                 keep: list[int] = []
                 for j, token in enumerate(nxt.tolist()):
                     r = live[j]
                     generated[r].append(token)
-                    if on_row is not None and on_row(rows[r], generated[r]):
+                    if on_row is not None and on_row(r, generated[r]):
                         finish[r] = "cancelled"
                     elif token in self.eos_ids:
                         finish[r] = "eos"
                     elif stops and any(s in tok.decode(generated[r][-window:], skip_special_tokens=True) for s in stops):
                         finish[r] = "stop"
-                    elif len(generated[r]) >= params.max_new_tokens:
-                        finish[r] = "length"
                     else:
                         keep.append(j)
                         continue
-                    latency[r] = time.perf_counter() - started[r]
-                    i = rows[r][0]
-                    left[i] -= 1
-                    if not left[i] and progress is not None:
-                        progress(1)
-                if not keep:
-                    live = []
-                    continue
+                    done_at[r] = time.perf_counter() - t_start
+                if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
+                    break
                 if len(keep) < len(live):
                     sel = torch.tensor(keep, device=dev)
                     cache.batch_select_indices(sel)
                     attention, pos, nxt = attention[sel], pos[sel], nxt[sel]
                     live = [live[j] for j in keep]
-                attention = torch.cat([attention, attention.new_ones(len(live), 1)], dim=1)  # (b, T+1)
+                attention = torch.cat([attention, attention.new_ones(len(live), 1)], dim=1)  # (b, T+t)
                 pos = pos + 1
                 out = model(input_ids=nxt[:, None], attention_mask=attention, position_ids=pos[:, None],
                             past_key_values=cache, use_cache=True)
-                logits = out.logits[:, -1, :].float()
+        end = time.perf_counter() - t_start
         comps = []
         for r, toks in enumerate(generated):
             body = toks[:-1] if finish[r] == "eos" else toks
             text, stopped = cut_at_stop(tok.decode(body, skip_special_tokens=True), stops)
             comps.append(Completion(text=text, n_tokens=len(toks), finish_reason="stop" if stopped else finish[r],
-                                    latency_s=latency[r]))
+                                    latency_s=done_at[r] or end))
         return comps
-
-    def _prefill(self, model: Any, ids: list[list[int]]) -> tuple[Any, Any, Any, Any]:
-        """(cache, attention mask, last positions, last logits) of left-padded prompts."""
-        torch = require("torch", extra="models")
-        transformers = require("transformers", extra="models")
-        pad, dev = self.tokenizer.pad_token_id, self.device
-        width = max(len(x) for x in ids)
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long, device=dev)  # (B, T)
-        attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long, device=dev)
-        position = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
-        cache = transformers.DynamicCache(config=model.config)
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=position, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
-        return cache, attention, position[:, -1], out.logits[:, -1, :].float()
 
     @staticmethod
     def _pick(logits: Any, params: GenerationParams, rng: Any) -> Any:
@@ -244,21 +220,3 @@ def nucleus(logits: Any, temperature: float, top_p: float, widths: Sequence[int]
         if k == vocab or bool(drop[:, -1].all()):  # every row's nucleus ends inside the top k
             return cand, probs.masked_fill(drop, 0.0)
     raise AssertionError("unreachable: the last width is the vocabulary")
-
-
-def _join(torch: Any, cache: Any, attention: Any, new_cache: Any, new_attention: Any) -> tuple[Any, Any]:
-    """The batch's cache and mask with new rows' appended, the shorter side padded on the left (masked out)."""
-    width, new_width = attention.shape[1], new_attention.shape[1]
-
-    def pad(t: Any, n: int, dim: int) -> Any:
-        if n <= 0:
-            return t
-        shape = list(t.shape)
-        shape[dim] = n
-        return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-    for layer, new in zip(cache.layers, new_cache.layers):
-        layer.keys = torch.cat([pad(layer.keys, new_width - width, 2), pad(new.keys, width - new_width, 2)])
-        layer.values = torch.cat([pad(layer.values, new_width - width, 2), pad(new.values, width - new_width, 2)])
-    mask = torch.cat([pad(attention, new_width - width, 1), pad(new_attention, width - new_width, 1)])
-    return cache, mask
