@@ -179,6 +179,9 @@ def test_the_hub_probe_honours_hf_hub_offline_without_any_request(monkeypatch, f
 def test_the_hub_probe_asks_hf_endpoint_through_the_proxy_variables(monkeypatch, fresh_probe):
     from huggingface_hub import constants
 
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):  # only this test's proxy settings count
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
     mirror, asked = _listener(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{mirror.getsockname()[1]}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
