@@ -15,7 +15,7 @@ from typing import Any
 
 from dorag.core.config import option
 from dorag.core.errors import DataError, DoragError
-from dorag.core.io import JsonlAppender, iter_jsonl, iter_jsonl_numbered, repair_jsonl_tail
+from dorag.core.io import JsonlAppender, iter_jsonl, iter_jsonl_numbered, read_json, repair_jsonl_tail
 from dorag.evaluation.benchmarks import BREAKDOWN_FIELDS, Problem
 from dorag.evaluation.passk import summarize_pass_at_k
 from dorag.evaluation.sandbox import Sandbox, SandboxConfig, warn_weaker
@@ -198,8 +198,6 @@ def evaluate_file(samples_path: str | Path, problems: Sequence[Problem], cfg: Ev
         results = evaluate_samples(rows, problems, results_path, sandbox, progress=progress)
         isolation = sandbox.isolation()
     if isolation["network_isolated"] is None and summary_path.is_file():  # every result cached: what scored them
-        from dorag.core.io import read_json
-
         try:
             isolation = read_json(summary_path).get("sandbox") or isolation
         except DoragError:  # a torn summary is rewritten below

@@ -386,8 +386,13 @@ OUTCOMES = ("PASS", "FAIL", "RUNTIME_ERROR", "SYNTAX_ERROR", "TIMEOUT", "MEMORY"
 def error_kind(detail: str) -> str:
     """A failure's kind, as a reader names it: the exception line, with quoted values and numbers kept (they
     say which API was missing), cut to one line of 100 characters."""
-    line = (detail or "").strip().splitlines()[0] if (detail or "").strip() else ""
-    return line[:100]
+    lines = (detail or "").strip().splitlines()
+    return lines[0][:100] if lines else ""
+
+
+def _status(row: dict[str, Any]) -> str:
+    """A result row's outcome; rows scored before statuses were recorded have only `passed`."""
+    return row.get("status") or ("PASS" if row.get("passed") else "FAIL")
 
 
 def outcome_table(ablations: Sequence[dict[str, Any]], top: int = 3) -> tuple[list[str], list[list[str]]]:
@@ -403,9 +408,8 @@ def outcome_table(ablations: Sequence[dict[str, Any]], top: int = 3) -> tuple[li
             if not results.is_file():
                 continue
             rows = read_jsonl(results)
-            counts = Counter(r.get("status") or ("PASS" if r.get("passed") else "FAIL") for r in rows)
-            kinds = Counter(error_kind(r.get("detail", "")) for r in rows
-                            if (r.get("status") or "FAIL") not in ("PASS", "FAIL") and r.get("detail"))
+            counts = Counter(_status(r) for r in rows)
+            kinds = Counter(error_kind(r["detail"]) for r in rows if _status(r) not in ("PASS", "FAIL") and r.get("detail"))
             errors = "; ".join(f"{k} ({n})" for k, n in kinds.most_common(top))
             name = cell["condition"] if len(ablations) == 1 else f"{ab['name']}:{cell['condition']}"
             body.append([cell["benchmark"], name, *(str(counts.get(o, 0)) for o in OUTCOMES), errors])
@@ -427,7 +431,7 @@ def task_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[lis
             results = Path(cell.get("results") or "")
             if results.is_file():
                 for row in read_jsonl(results):
-                    status.setdefault(row["task_id"], row.get("status") or ("PASS" if row.get("passed") else "FAIL"))
+                    status.setdefault(row["task_id"], _status(row))
             for task, v in read_json(cell["summary"]).get("per_task", {}).items():
                 n, correct = v.get("n", 1), v.get("correct", 0)
                 value = f"{correct}/{n}" if n > 1 else status.get(task) or ("PASS" if correct else "FAIL")

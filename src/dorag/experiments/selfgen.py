@@ -201,12 +201,11 @@ class SelfGen:
         records = []
         for s, prompt, comps in zip(todo, prompts, outputs):
             raw = comps[0].text if comps else ""
-            text: str | None = sg.close_docstring(prompt.response_prefix + raw)
             rec: dict[str, Any] = {"seed_id": s.id, "raw": raw, "n_tokens": sum(c.n_tokens for c in comps),
                                    "wall_s": round(share, 3), "status": "ok", "problem": None}
             if comps and comps[0].finish_reason == "length":  # a runaway list of examples, cut mid-docstring
-                text = sg.cut_runaway(prompt.response_prefix + raw)
                 rec["cut"] = True
+            text = (sg.cut_runaway if rec.get("cut") else sg.close_docstring)(prompt.response_prefix + raw)
             parsed = (sg.parse_problem(text, self.seen_names, require_examples=cfg.require_examples)
                       if text is not None else "too long")
             if isinstance(parsed, str):

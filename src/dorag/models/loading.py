@@ -68,7 +68,7 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 
     try:
         from huggingface_hub import constants
-        from huggingface_hub.utils import OfflineModeIsEnabled, get_session
+        from huggingface_hub.utils import get_session
     except ImportError:
         return False
     if constants.is_offline_mode():
@@ -80,9 +80,7 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
     try:
         get_session().head(endpoint, timeout=timeout_s)  # any HTTP answer: the Hub (or its mirror) is there
         reachable = True
-    except OfflineModeIsEnabled:
-        reachable = False
-    except Exception:  # noqa: BLE001 - connect errors, timeouts, proxy refusals: every way of not being there
+    except Exception:  # noqa: BLE001 - offline mode, connect errors, timeouts, proxy refusals: every way of not being there
         reachable = False
     _REACHABLE[endpoint] = (time.monotonic(), reachable)
     return reachable
