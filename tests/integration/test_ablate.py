@@ -97,6 +97,8 @@ def test_six_conditions_report_cache_and_gate(capsys, tmp_path, grid):
     # a re-run recomputes nothing
     code, stdout, err = run(capsys, "ablate", grid, "--dry-run")
     assert code == 0 and "todo" not in stdout and stdout.count("done") == 1 + 2 + 1 + 6
+    code, same, err = run(capsys, "ablate", "-c", grid, "--dry-run")  # -c, as every other verb takes it
+    assert code == 0 and same == stdout
     code, stdout, err = run(capsys, "ablate", grid)
     assert code == 0, err
     assert {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/cell.json")} == done_before

@@ -26,6 +26,13 @@ def test_help_lists_the_verbs(capsys):
         assert verb in out
 
 
+def test_version(capsys):
+    from dorag import __version__
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith(f"dorag {__version__} (Python ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["benchmarks", "export"], "error: Missing argument 'name'. (see dorag benchmarks export --help)"),
     (["generate", "--temperatur", "1"], "error: No such option: --temperatur (Possible options: --temperature) (see dorag generate --help)"),
@@ -127,3 +134,24 @@ def test_generate_end_to_end_on_a_tiny_local_model(capsys, tmp_path, tiny_model_
     code, _, err = run(capsys, *args)
     assert code == 0 and "0 samples for 0 tasks (3 already done)" in err
     assert samples.read_bytes() == before
+
+
+def test_evaluate_scores_the_tasks_its_run_generated_for(capsys, tmp_path, tiny_model_dir):
+    """`dorag evaluate` on a run's samples reads the run's benchmark and limit from its config.yaml: the tasks a
+    --limit left out are not scored as failures."""
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "generate", "--model", str(tiny_model_dir), "--benchmark", "unseen-api", "--limit", "3",
+                       "--max-new-tokens", "2", "--run-dir", str(run_dir), "sample=stratified")
+    assert code == 0, err
+    generated = [r["task_id"] for r in read_jsonl(run_dir / "samples.jsonl")]
+    code, out, err = run(capsys, "evaluate", str(run_dir / "samples.jsonl"))
+    assert code == 0, err
+    assert "scoring unseen-api, 3 tasks (stratified)" in err and "had no sample" not in err
+    summary = json.loads((run_dir / "samples_summary.json").read_text())
+    assert summary["n_tasks"] == 3
+    results = read_jsonl(run_dir / "samples_results.jsonl")
+    assert sorted(r["task_id"] for r in results) == sorted(generated)
+    # a flag still wins over the run's settings
+    code, out, err = run(capsys, "evaluate", str(run_dir / "samples.jsonl"), "--benchmark", "unseen-api")
+    assert code == 0 and json.loads((run_dir / "samples_summary.json").read_text())["n_tasks"] == 89
+    assert "89 task(s)" not in err and "86 task(s) had no sample" in err

@@ -38,7 +38,7 @@ def data(tmp_path: Path) -> Path:
 
 def args(data: Path, out: Path, embedder: Path, teacher: Path | str) -> list[object]:
     return ["train-retriever", "--method", "replug-lsr", "--data", data / "train.jsonl", "--datastore",
-            data / "datastore.jsonl", "--embedder", embedder, "--teacher-model", teacher, "--top-n", 3,
+            data / "datastore.jsonl", "--embedder", embedder, "--teacher-model", teacher, "--rag-k", 3,
             "--max-steps", 2, "--batch-size", 4, "--output-dir", out, "training.max_seq_length=32",
             "replug.refresh_steps=1", "replug.doc_budget_tokens=48", "replug.max_target_tokens=16",
             "data.eval_fraction=0.25"]

@@ -91,7 +91,7 @@ def test_index_leakage_flags_humaneval_solutions(capsys, tmp_path):
 def test_generate_with_rag_records_retrieved_ids_and_refuses_a_leaking_index(
         capsys, tmp_path, built, tiny_model_dir, problems_file):
     args = ["generate", "--model", tiny_model_dir, "--problems", problems_file, "--max-new-tokens", "4",
-            "--rag-index", built, "--top-k", "2", "--run-dir", tmp_path / "run", "rag.mode=bm25"]
+            "--rag-index", built, "--rag-k", "2", "--run-dir", tmp_path / "run", "rag.mode=bm25"]
     code, _, err = run(capsys, *args)
     assert code == 0, err
     samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
@@ -197,10 +197,24 @@ def test_unseen_api_end_to_end_with_its_corpus(capsys, tmp_path, tiny_model_dir)
     code, _, err = run(capsys, "generate", "--benchmark", "unseen-api", "--limit", "2", "--model", tiny_model_dir,
                        "--max-new-tokens", "4", "--rag-index", tmp_path / "idx", "--top-k", "3", "--run-dir", tmp_path / "run")
     assert code == 0, err
+    assert "warning: --top-k is deprecated" in err  # the old spelling still works, for one release
     samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
     assert len(samples) == 2 and all(s["retrieved"][0].startswith("zorbel") for s in samples)
     code, out, err = run(capsys, "evaluate", tmp_path / "run" / "samples.jsonl", "--benchmark", "unseen-api")
     assert code == 0, err
+
+
+def test_rag_k_is_one_name_for_how_many_documents_and_needs_an_index(capsys, tmp_path, built, tiny_model_dir):
+    common = ["generate", "--benchmark", "humaneval", "--limit", "1", "--model", tiny_model_dir, "--max-new-tokens", "2"]
+    code, _, err = run(capsys, *common, "--rag-k", "2", "--run-dir", tmp_path / "r")
+    assert code == 1 and "no index was given; add --rag-index" in err and not (tmp_path / "r").exists()
+    code, _, err = run(capsys, *common, "--rag-k", "2", "--top-k", "3", "--rag-index", built)
+    assert code == 1 and "--top-k is the old spelling of --rag-k" in err
+    code, out, err = run(capsys, "retrieve", "rectangle area", "--index", built, "--rag-k", "2", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["hits"]) == 2
+    code, out, err = run(capsys, "retrieve", "rectangle area", "--index", built, "--k", "1", "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 1 and "--k is deprecated" in err
 
 
 def test_packaged_minilm_finds_the_right_stdlib_function(capsys, tmp_path):

@@ -56,7 +56,7 @@ def test_five_unseen_api_tasks_need_the_retrieved_documents(tmp_path):
     common = ("--benchmark", "unseen-api", "--model", MODEL, "--limit", "5", "--batch-size", "5", "--max-new-tokens",
               "256", "model.dtype=bfloat16")
     dorag("generate", *common, "--out", str(plain), cwd=tmp_path)
-    dorag("generate", *common, "--rag-index", str(index), "--top-k", "4", "--out", str(rag), cwd=tmp_path)
+    dorag("generate", *common, "--rag-index", str(index), "--rag-k", "4", "--out", str(rag), cwd=tmp_path)
     for samples in (plain, rag):
         dorag("evaluate", str(samples), "--benchmark", "unseen-api", "--limit", "5", "--k", "1", cwd=tmp_path)
     rows = [json.loads(line) for line in rag.read_text().splitlines()]

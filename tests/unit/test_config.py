@@ -71,6 +71,25 @@ def test_types_are_coerced_where_unambiguous():
     assert cfg.limit == 5
 
 
+@pytest.mark.parametrize("written", ["2e-4", "2E-4", "+2e-4", "0.0002", ".0002", "2.0e-4"])
+def test_numbers_are_read_as_a_user_writes_them(tmp_path: Path, written):
+    # YAML 1.1 reads `2e-4` (no dot) as a string, in an override and in a file alike
+    assert from_dict(Peft, parse_overrides([f"alpha={written}"])).alpha == pytest.approx(2e-4)
+    (tmp_path / "c.yaml").write_text(f"peft:\n  alpha: {written}\n")
+    assert load_config(Run, tmp_path / "c.yaml").peft.alpha == pytest.approx(2e-4)
+
+
+def test_a_value_that_does_not_parse_is_one_problem_not_two():
+    with pytest.raises(ConfigError) as err:
+        from_dict(Peft, parse_overrides(["r=abc"]))
+    # not followed by the cross-field rule's "must be positive, got 0" about the placeholder
+    assert str(err.value) == "invalid config: r: expected an integer, got 'abc'"
+    with pytest.raises(ConfigError, match="r: must be positive, got -1"):
+        from_dict(Peft, {"r": -1})
+    with pytest.raises(ConfigError, match="expected a number, got 'inf-ish'"):
+        from_dict(Peft, {"alpha": "inf-ish"})
+
+
 def test_bool_is_not_an_int():
     with pytest.raises(ConfigError, match="peft.r: expected an integer"):
         from_dict(Run, {"peft": {"r": True}})

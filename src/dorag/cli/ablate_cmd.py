@@ -10,8 +10,11 @@ from dorag.cli.common import echo, env_defaults, nest, progress_bar
 
 
 def ablate(
-    config: Optional[str] = typer.Argument(None, help="ablation YAML (configs/ablate-*.yaml); default: the six conditions"),
+    config_arg: Optional[str] = typer.Argument(None, metavar="[CONFIG]",
+                                               help="ablation YAML (configs/ablate-*.yaml); the same as -c"),
     overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. benchmarks.humaneval.limit=20"),
+    config_opt: Optional[str] = typer.Option(None, "--config", "-c",
+                                             help="ablation YAML (configs/ablate-*.yaml); default: the six conditions"),
     profile: Optional[str] = typer.Option(None, help="a built-in profile instead of a file: quickstart or full"),
     out: Optional[str] = typer.Option(None, help="ablation directory (cells, adapters, indexes, report)"),
     conditions: Optional[str] = typer.Option(None, help="run only these conditions (comma-separated)"),
@@ -24,8 +27,13 @@ def ablate(
     from dorag.experiments.runner import run_ablation
 
     flags = {**{k: v for k, v in env_defaults().items() if k == "model.cache_dir"}, "out": out}
+    config = config_arg
     if config and "=" in config:  # `dorag ablate key=value ...` without a file
         overrides, config = [config, *(overrides or [])], None
+    if config_opt:
+        if config:
+            raise typer.BadParameter(f"give the config once: -c {config_opt} or the positional {config}, not both")
+        config = config_opt
     if config and profile:
         raise typer.BadParameter("give a config file or --profile, not both (a YAML may say `profile: NAME`)")
     data = resolve_ablate_data(load_yaml(config) if config else {}, profile)

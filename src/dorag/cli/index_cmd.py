@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from dorag.cli.common import build_config, echo, progress_bar
+from dorag.cli.common import build_config, echo, progress_bar, renamed
 
 app = typer.Typer(help="Build, inspect, score and leakage-check retrieval indexes.", no_args_is_help=True)
 
@@ -103,7 +103,8 @@ def retrieve(
     query: Optional[str] = typer.Argument(None, help="a query; or use --queries FILE"),
     index: Optional[str] = typer.Option(None, help="index directory"),
     queries: Optional[str] = typer.Option(None, help="JSONL of queries (id, text) or a text file, one per line"),
-    k: Optional[int] = typer.Option(None, "-k", "--k", help="documents per query (default 5)"),
+    k: Optional[int] = typer.Option(None, "--rag-k", "-k", help="documents per query (default 5)"),
+    k_old: Optional[int] = typer.Option(None, "--k", hidden=True, help="deprecated spelling of --rag-k"),
     mode: Optional[str] = typer.Option(None, help="dense, bm25 or hybrid"),
     nprobe: Optional[int] = typer.Option(None, help="IVF lists visited"),
     reranker: Optional[str] = typer.Option(None, help="cross-encoder to rerank with (path or Hub id)"),
@@ -115,6 +116,7 @@ def retrieve(
     from dorag.core.errors import ConfigError
     from dorag.experiments.indexing import RetrieveConfig, open_index, read_queries, retrieve as run_retrieve
 
+    k = renamed(k, k_old, "--rag-k", "--k")
     cfg = build_config(RetrieveConfig, None, {"index": index, "k": k, "mode": mode, "nprobe": nprobe,
                                               "reranker": reranker, "embedder": embedder}, [])
     if (query is None) == (queries is None):

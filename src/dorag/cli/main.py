@@ -50,6 +50,22 @@ def _register() -> None:
 _register()
 
 
+def _version(value: bool) -> None:
+    if value:
+        import platform
+
+        from dorag import __version__
+
+        print(f"dorag {__version__} (Python {platform.python_version()})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Adapt code language models (LoRA, DoRA, QLoRA, RAG) and measure what each adaptation buys."""
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from dorag.cli.common import build_config, echo
+from dorag.cli.common import build_config, echo, renamed
 
 
 def train_retriever(
@@ -32,18 +32,20 @@ def train_retriever(
     teacher_model: Optional[str] = typer.Option(None, help="replug-lsr: teacher model (default qwen2.5-coder-0.5b-instruct)"),
     teacher_base_url: Optional[str] = typer.Option(None, help="replug-lsr: OpenAI-compatible server returning prompt "
                                                    "log-probs (vLLM), e.g. http://localhost:8000/v1"),
-    top_n: Optional[int] = typer.Option(None, help="replug-lsr: documents retrieved per query"),
+    rag_k: Optional[int] = typer.Option(None, "--rag-k", help="replug-lsr: documents retrieved per query"),
+    top_n_old: Optional[int] = typer.Option(None, "--top-n", hidden=True, help="deprecated spelling of --rag-k"),
 ) -> None:
     """Contrastive or REPLUG LSR training of the embedder; a re-run resumes from the last checkpoint."""
     from dorag.training.retriever import train_retriever as run_training
     from dorag.training.retriever_config import RetrieverTrainConfig
 
+    rag_k = renamed(rag_k, top_n_old, "--rag-k", "--top-n")
     cfg = build_config(RetrieverTrainConfig, config, {
         "method": method, "data.train": data, "data.eval_dir": eval_dir, "embedder": embedder,
         "hard_negatives.enabled": hard_negatives, "training.max_steps": max_steps, "training.num_train_epochs": epochs,
         "training.batch_size": batch_size, "training.learning_rate": lr, "output_dir": output_dir, "seed": seed,
         "replug.datastore": datastore or None, "replug.teacher": teacher, "replug.teacher_model": teacher_model,
-        "replug.teacher_base_url": teacher_base_url, "replug.top_n": top_n,
+        "replug.teacher_base_url": teacher_base_url, "replug.top_n": rag_k,
         "replug.teacher_api_key": os.environ.get("OPENAI_API_KEY")},  # the CLI, not the library, reads the environment
         overrides or [])
     res = run_training(cfg, progress=echo)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -178,9 +179,13 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             problems.append(f"unknown key {prefix}{key}{hint}; valid keys under {where}: {', '.join(valid)}")
     kwargs = {}
+    bad: set[str] = set()
     for name in fields:
         if name in data:
+            before = len(problems)
             kwargs[name] = _coerce(hints[name], data[name], f"{prefix}{name}", problems)
+            if len(problems) > before:
+                bad.add(name)
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError, ConfigError) as exc:
@@ -188,8 +193,11 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
         obj = cls()
     check = getattr(obj, "check", None)
     if callable(check):
+        # A field that already failed to parse holds a placeholder (0, ""): a cross-field rule about it would
+        # report a second, wrong problem, so its messages are left out.
         for msg in check():
-            problems.append(f"{prefix}{msg}")
+            if msg.split(":", 1)[0].strip() not in bad:
+                problems.append(f"{prefix}{msg}")
     return obj
 
 
@@ -251,6 +259,9 @@ def _coerce(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        number = _float_literal(value)
+        if number is not None:  # YAML 1.1 reads `2e-4` (no dot) as a string; a user means the number
+            return number
         problems.append(f"{key}: expected a number, got {value!r}")
         return 0.0
     if tp is str:
@@ -266,6 +277,16 @@ def _coerce(tp: Any, value: Any, key: str, problems: list[str]) -> Any:
         problems.append(f"{key}: expected a path, got {value!r}")
         return Path()
     return value
+
+
+_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _float_literal(value: Any) -> float | None:
+    """A finite number written as a user writes it (``2e-4``, ``1E5``, ``.5``), or None."""
+    if not isinstance(value, str) or not _FLOAT.fullmatch(value.strip().replace("_", "")):
+        return None
+    return float(value.strip().replace("_", ""))
 
 
 def _type_name(tp: Any) -> str:
