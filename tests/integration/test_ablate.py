@@ -92,6 +92,15 @@ def test_six_conditions_report_cache_and_gate(capsys, tmp_path, grid):
     assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["dora", "lora"]
     assert (tmp_path / "pub" / "dora" / "adapter_model.safetensors").is_file()
     assert "dora_rag" in (tmp_path / "pub" / "dora" / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "pub" / "dora" / "README.md")  # the Hub's own parser of the front matter
+    assert card.data.library_name == "peft" and "dora" in card.data.tags
+    assert card.data.base_model is None  # a tiny local model has no Hub id: none is invented (see test_publish)
+    scores = read_json(out / "metrics.json")
+    results = {(r.dataset_name, r.metric_name): r.metric_value for r in card.data.eval_results}
+    assert results == {("he3", f"pass@1 ({c})"): pytest.approx(scores["he3"][c]["pass@1"], abs=1e-4)
+                       for c in ("dora_only", "dora_rag")}
     assert err.count("not pushed: no HF token") == 2
 
     # a re-run recomputes nothing
