@@ -35,16 +35,27 @@ def export(
 @app.command("qrels")
 def qrels(
     name: str = typer.Argument(..., help="unseen-api, unseen-api-shift, spider or gretel-sql"),
-    out: str = typer.Option(..., "--out", help="directory for queries.jsonl and qrels/test.tsv (BEIR layout)"),
+    out: str = typer.Option(..., "--out", help="directory for corpus.jsonl, queries.jsonl and qrels/test.tsv (the BEIR "
+                            "layout that beir's GenericDataLoader reads)"),
     query: str = typer.Option("prompt", help="what each query is: the task's prompt or only its docstring"),
     benchmark_path: Optional[str] = typer.Option(None, help="local copy of the benchmark's files (gretel-sql: a "
                                                  ".parquet/.jsonl/.json file or the hub id)"),
 ) -> None:
     """Write a benchmark's task -> API-document relevance judgements, to score retrieval with
     `dorag index evaluate` against an index over the benchmark's corpus."""
-    from dorag.experiments.indexing import benchmark_qrels
     from dorag.data.qrels import write_beir
+    from dorag.experiments.indexing import benchmark_qrels, corpus_from_sources, qrels_corpus_source
 
     queries, rels = benchmark_qrels(name, query, benchmark_path)
-    write_beir(out, [], queries, rels)
-    print(f"wrote {len(queries)} queries and {sum(len(v) for v in rels.values())} judgements to {out}")
+    # the documents the judgements name, with the ids an index built from the same source gives them
+    source = qrels_corpus_source(name, benchmark_path)
+    corpus = [{"_id": d["id"], "title": d.get("title") or "", "text": d["text"]} for d in corpus_from_sources([source])]
+    missing = {d for docs in rels.values() for d in docs} - {d["_id"] for d in corpus}
+    if missing:
+        from dorag.core.errors import DataError
+
+        raise DataError(f"{len(missing)} judged document(s) are not in corpus {source} (e.g. {sorted(missing)[0]}); "
+                        "this is a bug in dorag's qrels, please report it")
+    write_beir(out, corpus, queries, rels)
+    print(f"wrote {len(corpus)} documents, {len(queries)} queries and {sum(len(v) for v in rels.values())} judgements "
+          f"to {out}")

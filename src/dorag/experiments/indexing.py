@@ -112,6 +112,17 @@ def benchmark_qrels(name: str, query: str = "prompt",
     return [{"_id": p["task_id"], "text": text(p)} for p in problems], rels
 
 
+def qrels_corpus_source(name: str, benchmark_path: str | None = None) -> str:
+    """The corpus source whose document ids a benchmark's qrels name (`benchmark_qrels`)."""
+    sources = {"unseen-api": "unseen-api", "unseen-api-shift": "apidoc:numpy", "spider": "spider-schema"}
+    if name == "gretel-sql":
+        return f"gretel-schema:{benchmark_path}" if benchmark_path else "gretel-schema:gretelai/synthetic_text_to_sql"
+    if name not in sources:
+        raise DataError(f"benchmark {name!r} has no API relevance judgements (unseen-api, unseen-api-shift, spider, "
+                        "gretel-sql do)")
+    return sources[name]
+
+
 def corpus_from_sources(sources: Sequence[str], max_units: int = 400, classes: bool = True,
                         count: Callable[[str], int] | None = None) -> list[dict[str, Any]]:
     """`build_corpus` plus the benchmark corpora (``unseen-api``), deduplicated together."""
