@@ -77,3 +77,52 @@ def test_ablate_stage_resolves_to_a_plan(capsys, tmp_path, monkeypatch):
     # the adapters and indexes come from the train and index stages, by path: nothing to train or build here
     assert not any(" adapter " in line and "todo" in line for line in lines)
     assert any(f"adapters/code-dora/adapter" in line for line in lines) and params["profile"] == "quickstart"
+
+
+def test_dvc_draws_the_reports_plots_offline_and_diffs_them_across_commits(tmp_path):
+    """The report stage's tables are DVC plots: `dvc plots show` renders them from a real report, and `dvc plots
+    diff` compares two commits. The gate's baseline is a declared output."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report import PASSES, _ablation
+
+    from dorag.experiments.report import write_report
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    gate_outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["gate"]["outs"]]
+    assert "${gate.baseline}" in gate_outs
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def sh(*args: str) -> str:
+        proc = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=120,
+                              env={**__import__("os").environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t",
+                                   "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    sh("git", "init", "-q")
+    sh("dvc", "init", "-q")
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copy(ROOT / "params.yaml", repo)
+    (tmp_path / "abl").mkdir()
+    _ablation(tmp_path / "abl", PASSES)
+    write_report([tmp_path / "abl" / "syn"], tmp_path / "rep", n_boot=100)
+    (repo / "plots").mkdir()
+    for name in ("results.csv", "significance.csv"):
+        shutil.copy(tmp_path / "rep" / name, repo / "plots")
+    shown = json.loads(sh("dvc", "plots", "show", "--json"))["data"]
+    values = shown["plots/results.csv"][0]["content"]["data"]["values"]
+    assert {v["condition"]: v["pass@1"] for v in values}["dora_rag"] == "0.700"
+    assert shown["plots/significance.csv"][0]["content"]["data"]["values"]
+    sh("git", "add", ".")
+    sh("git", "commit", "-qm", "first report")
+    text = (repo / "plots" / "results.csv").read_text().replace("0.700", "0.650")
+    (repo / "plots" / "results.csv").write_text(text)
+    diff = json.loads(sh("dvc", "plots", "diff", "HEAD", "--json"))["data"]["plots/results.csv"][0]
+    revs = {v["rev"]: v["pass@1"] for v in diff["content"]["data"]["values"] if v["condition"] == "dora_rag"}
+    assert revs == {"HEAD": "0.700", "workspace": "0.650"}
