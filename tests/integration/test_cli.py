@@ -124,6 +124,8 @@ def test_generate_end_to_end_on_a_tiny_local_model(capsys, tmp_path, tiny_model_
     samples = run_dir / "samples.jsonl"
     assert out.strip() == str(samples)
     assert [r["task_id"] for r in read_jsonl(samples)] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
+    # each sample records the length of the prompt it continued, as the model's tokenizer counts it
+    assert all(r["prompt_tokens"] > 20 for r in read_jsonl(samples))
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["status"] == "ok" and meta["stage"] == "generate" and "torch" in meta["packages"]
     assert "generation:" in (run_dir / "config.yaml").read_text()

@@ -271,3 +271,61 @@ def test_outcomes_count_each_status_and_name_the_commonest_errors(tmp_path):
     assert rows[1:] == [["bench", "dora_rag", "1", "1", "2", "1", "1", "0",
                          f"{missing} (2); invalid syntax (line 3) (1)"]]
     assert "## Outcomes" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_cost_loss_and_em_tables_and_the_new_plots(tmp_path):
+    from dorag.core.io import write_jsonl
+    from dorag.experiments.report import condition_colours, cost_table, loss_table
+
+    ab = _ablation(tmp_path, PASSES)
+    for cell in ab["cells"]:
+        cell["wall_s"] = 10.0 + len(cell["condition"])
+        cell["figures"] = {"generate_s": 8.0, "generated_tokens": 400, "tokens_per_s": 50.0,
+                           **({"prompt_tokens": 1234} if cell["condition"] != "baseline" else {})}
+        cell["metrics"] = {"pass@1": len(PASSES[cell["condition"]]) / 20}
+        if cell["condition"] == "baseline":  # an older cell: the prompt tokens are counted from its samples
+            cell["samples"] = str(tmp_path / "syn" / "base_samples.jsonl")
+            write_jsonl(cell["samples"], [{"task_id": f"T/{i}", "prompt_tokens": 100} for i in range(20)])
+    adir = tmp_path / "syn" / "dora-adapter"
+    adir.mkdir()
+    write_jsonl(adir / "metrics.jsonl", [{"step": 0, "eval_loss": 0.6}, {"step": 5, "loss": 0.9}, {"step": 10, "loss": 0.7},
+                                         {"step": 10, "eval_loss": 0.5}, {"step": 10, "loss": 0.65}])  # resumed: last wins
+    ab["adapters"]["dora"]["dir"] = str(adir)
+    write_json(tmp_path / "syn" / "ablation.json", ab)
+    header, body = cost_table([ab])
+    assert header[:4] == ["benchmark", "condition", "pass@1", "wall_s"]
+    assert body[0] == ["bench", "baseline", "0.200", "18.0", "8.0", "2000", "400", "50.0"]
+    assert body[-1][5] == "1234"
+    assert loss_table([ab])[1] == [["dora", "0", "", "0.6000"], ["dora", "5", "0.9000", ""], ["dora", "10", "0.6500", "0.5000"]]
+    result = write_report([tmp_path / "syn"], tmp_path / "rep", n_boot=200)
+    for name in ("forest.png", "forest.svg", "loss.png", "cost.png", "cost.csv", "loss.csv"):
+        assert (tmp_path / "rep" / name).is_file(), name
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Cost" in md and "![forest](forest.svg)" in md and "![loss](loss.svg)" in md
+    assert result["files"]
+    colours = condition_colours(CONDS)
+    assert len(set(colours.values())) == len(CONDS) and condition_colours(CONDS) == colours
+    # text-to-SQL: EM beside EX
+    rows = [{"benchmark": "spider", "condition": "baseline", "n_tasks": 2, "pass@1": 0.5, "pass@1_ci": (0, 1), "EM": 0.25}]
+    header, body = score_table(rows)
+    assert header[-1] == "EM" and body[0][-1] == "0.250"
+
+
+def test_retrieval_hit_against_pass(tmp_path):
+    from dorag.core.io import write_jsonl
+    from dorag.experiments.indexing import benchmark_qrels
+    from dorag.experiments.report import hit_table
+
+    rels = benchmark_qrels("unseen-api")[1]
+    tasks = [f"UnseenAPI/{i}" for i in range(6)]
+    samples, results = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
+    # tasks 0-2 got one of their relevant documents (a chunk of it counts), 3-5 only others
+    write_jsonl(samples, [{"task_id": t, "sample_idx": 0,
+                           "context_ids": [next(iter(rels[t])) + ("#0" if i == 1 else "")] if i < 3 else ["zorbel:nothing"]}
+                          for i, t in enumerate(tasks)])
+    write_jsonl(results, [{"task_id": t, "passed": i in (0, 1, 3)} for i, t in enumerate(tasks)])
+    ab = {"name": "x", "cells": [{"benchmark": "unseen-api", "condition": "rag_only", "index": "u", "samples": str(samples),
+                                  "results": str(results)},
+                                 {"benchmark": "unseen-api", "condition": "baseline", "index": None}]}
+    header, body = hit_table([ab])
+    assert body == [["unseen-api", "rag_only", "3", "0.667", "3", "0.333"]]

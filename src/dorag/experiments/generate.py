@@ -77,6 +77,7 @@ class GenerateResult:
     n_generated: int  # samples written by this call
     n_tokens: int
     wall_s: float
+    n_prompt_tokens: int = 0  # prompt tokens of the samples written by this call (0 where the backend does not say)
 
     @property
     def tokens_per_s(self) -> float:
@@ -131,7 +132,7 @@ def run_generate(
     run_params = GenerationParams(**{**params.__dict__, "stop": stops})
     chunk = chunk_size or max(params.batch_size, 1)
     t0 = time.perf_counter()
-    n_tokens = n_written = 0
+    n_tokens = n_written = n_prompt = 0
     if on_progress:
         on_progress(len(problems) - len(todo), len(problems))
     with JsonlAppender(out) as sink:
@@ -151,17 +152,19 @@ def run_generate(
                         "sample_idx": k,
                         "raw": c.text,
                         "n_tokens": c.n_tokens,
+                        "prompt_tokens": c.prompt_tokens,
                         "finish_reason": c.finish_reason,
                         "latency_s": round(c.latency_s, 4),
                         **extra,
                     })
                     n_tokens += c.n_tokens
+                    n_prompt += c.prompt_tokens
             sink.write_many(records)
             n_written += len(records)
             if on_progress:
                 on_progress(len(problems) - len(todo) + start + len(part), len(problems))
     return GenerateResult(out, len(problems), len(problems) - len(todo), n_written, n_tokens,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, n_prompt)
 
 
 def generate_stage(cfg: GenerateConfig, problems: list[Problem],

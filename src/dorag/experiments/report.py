@@ -103,6 +103,8 @@ def analyse(ablations: Sequence[dict[str, Any]], n_boot: int = 10_000, seed: int
                 if key.startswith("pass@") and isinstance(entry, dict):
                     row[key] = entry["value"]
                     row[f"{key}_ci"] = (entry["ci95_low"], entry["ci95_high"])
+            if isinstance(summary.get("exact_match"), float):  # text-to-SQL: EM beside EX (pass@1)
+                row["EM"] = summary["exact_match"]
             rows.append(row)
             by_meta = summary.get("by_meta") or ({"library": summary["by_library"]} if summary.get("by_library") else {})
             for field, groups in by_meta.items():
@@ -241,14 +243,102 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def score_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     ks = _ks(rows)
-    header = ["benchmark", "condition", "tasks", *[h for k in ks for h in (k, f"{k} 95% CI")]]
+    em = any("EM" in r for r in rows)  # text-to-SQL: pass@1 is execution accuracy (EX), EM is exact match
+    header = ["benchmark", "condition", "tasks", *[h for k in ks for h in (k, f"{k} 95% CI")], *(["EM"] if em else [])]
     body = []
     for r in rows:
         cells = [r["benchmark"], r["condition"], _fmt(r["n_tasks"])]
         for k in ks:
             ci = r.get(f"{k}_ci")
             cells += [_fmt(r.get(k)), f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""]
-        body.append(cells)
+        body.append(cells + ([_fmt(r.get("EM"))] if em else []))
+    return header, body
+
+
+def cost_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Per cell: the score beside what it cost -- wall time (generation, retrieval and scoring), prompt and
+    generated tokens, and the generation rate."""
+    header = ["benchmark", "condition", "pass@1", "wall_s", "generate_s", "prompt_tokens", "generated_tokens",
+              "tokens_per_s"]
+    body = []
+    for ab in ablations:
+        for cell in ab["cells"]:
+            f = {**(cell.get("figures") or {}), "wall_s": cell.get("wall_s"), **(cell.get("metrics") or {})}
+            if f.get("prompt_tokens") in (None, 0) and cell.get("samples") and Path(cell["samples"]).is_file():
+                n = sum(int(r.get("prompt_tokens") or 0) for r in read_jsonl(cell["samples"]))
+                f["prompt_tokens"] = n or None  # samples from before dorag counted prompt tokens
+            name = cell["condition"] if len(ablations) == 1 else f"{ab['name']}:{cell['condition']}"
+            body.append([cell["benchmark"], name, _fmt(f.get("pass@1")), _fmt(f.get("wall_s"), 1),
+                         _fmt(f.get("generate_s"), 1), _fmt(f.get("prompt_tokens")), _fmt(f.get("generated_tokens")),
+                         _fmt(f.get("tokens_per_s"), 1)])
+    return header, body
+
+
+def loss_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Every logged training loss and eval loss of each trained adapter, by step (its run's metrics.jsonl)."""
+    header = ["adapter", "step", "loss", "eval_loss"]
+    body = []
+    for ab in ablations:
+        for name, a in ab.get("adapters", {}).items():
+            log = Path(a.get("dir") or "") / "metrics.jsonl"
+            if a.get("given") or not log.is_file():
+                continue
+            label = name if len(ablations) == 1 else f"{ab['name']}:{name}"
+            seen: dict[tuple[int, str], float] = {}
+            for rec in read_jsonl(log):
+                for key in ("loss", "eval_loss"):
+                    if isinstance(rec.get(key), (int, float)) and isinstance(rec.get("step"), int):
+                        seen[(rec["step"], key)] = float(rec[key])  # a resumed run logs a step again: the last counts
+            for step in sorted({st for st, _ in seen}):
+                body.append([label, str(step), _fmt(seen.get((step, "loss")), 4), _fmt(seen.get((step, "eval_loss")), 4)])
+    return header, body
+
+
+def _relevant(bench: str, cache: dict[str, dict[str, dict[str, int]] | None]) -> dict[str, dict[str, int]] | None:
+    """The benchmark's qrels (task -> relevant document ids), or None when it has none."""
+    if bench not in cache:
+        from dorag.core.errors import DoragError
+        from dorag.experiments.indexing import benchmark_qrels
+
+        try:
+            cache[bench] = benchmark_qrels(bench)[1]
+        except (DoragError, OSError, ImportError):
+            cache[bench] = None
+    return cache[bench]
+
+
+def hit_table(ablations: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """For retrieval cells of benchmarks with relevance judgements: the pass rate when a relevant document
+    reached the prompt (the sample's context_ids) and when none did -- whether a failure is the retriever's or
+    the reader's."""
+    header = ["benchmark", "condition", "tasks with a hit", "pass@1 with a hit", "tasks without", "pass@1 without"]
+    body = []
+    cache: dict[str, dict[str, dict[str, int]] | None] = {}
+    for ab in ablations:
+        for cell in ab["cells"]:
+            if not cell.get("index") or not Path(cell.get("samples") or "").is_file() \
+                    or not Path(cell.get("results") or "").is_file():
+                continue
+            rels = _relevant(cell["benchmark"], cache)
+            if not rels:
+                continue
+            used = {r["task_id"]: r.get("context_ids") for r in read_jsonl(cell["samples"]) if r.get("sample_idx", 0) == 0}
+            if not any(used.values()):
+                continue
+            passed = {}
+            for r in read_jsonl(cell["results"]):
+                passed.setdefault(r["task_id"], bool(r.get("passed")))
+            groups: dict[bool, list[bool]] = {True: [], False: []}
+            for task, ok in passed.items():
+                relevant = {d.split("#")[0] for d in rels.get(task, {})}
+                if not relevant:
+                    continue
+                hit = any(str(d).split("#")[0] in relevant for d in used.get(task) or [])
+                groups[hit].append(ok)
+            name = cell["condition"] if len(ablations) == 1 else f"{ab['name']}:{cell['condition']}"
+            rate = lambda xs: _fmt(sum(xs) / len(xs)) if xs else ""  # noqa: E731
+            body.append([cell["benchmark"], name, str(len(groups[True])), rate(groups[True]), str(len(groups[False])),
+                         rate(groups[False])])
     return header, body
 
 
@@ -302,9 +392,30 @@ def latex(header: list[str], body: list[list[str]], caption: str) -> str:
 
 # ------------------------------------------------------------------ plots
 
-def plots(result: dict[str, Any], out: Path) -> list[Path]:
-    """conditions.{png,svg}: pass@1 per condition and benchmark with 95% CIs; topk.{png,svg}: pass@1 against
-    the number of retrieved documents (k = 0 is the same adapter without retrieval)."""
+def condition_colours(conds: Sequence[str]) -> dict[str, Any]:
+    """One colour per condition, the same in every plot of a report (matplotlib's tab10, then tab20)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(conds) <= 10 else "tab20"]
+    return {c: cmap(i % cmap.N) for i, c in enumerate(conds)}
+
+
+def _save(fig: Any, out: Path, stem: str, written: list[Path]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(out / f"{stem}.{ext}", dpi=120)
+        written.append(out / f"{stem}.{ext}")
+    plt.close(fig)
+
+
+def plots(result: dict[str, Any], out: Path, losses: tuple[list[str], list[list[str]]] | None = None,
+          costs: tuple[list[str], list[list[str]]] | None = None) -> list[Path]:
+    """conditions: pass@1 per condition and benchmark with 95% CIs; topk: pass@1 against the number of retrieved
+    documents (k = 0 is the same adapter without retrieval); forest: every paired difference with its CI;
+    loss: each adapter's training and eval loss by step; cost: pass@1 against each cell's wall time. PNG and SVG
+    each, one colour per condition throughout."""
     try:
         import matplotlib
 
@@ -314,7 +425,8 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
         return []
     rows = [r for r in result["rows"] if "pass@1" in r and r.get("n_tasks") is not None]
     benches = list(dict.fromkeys(r["benchmark"] for r in rows))
-    conds = list(dict.fromkeys(r["condition"] for r in rows))
+    conds = list(dict.fromkeys(r["condition"] for r in result["rows"]))
+    colour = condition_colours(conds)
     written: list[Path] = []
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(conds) * len(benches)), 4))
     width = 0.8 / max(len(conds), 1)
@@ -327,30 +439,69 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
                 ys.append(r["pass@1"])
                 lo.append(r["pass@1"] - r["pass@1_ci"][0])
                 hi.append(r["pass@1_ci"][1] - r["pass@1"])
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=cond)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=cond, color=colour[cond])
     ax.set_xticks([j + width * (len(conds) - 1) / 2 for j in range(len(benches))], benches)
     ax.set_ylabel("pass@1 (95% bootstrap CI)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"conditions.{ext}", dpi=120)
-        written.append(out / f"conditions.{ext}")
-    plt.close(fig)
+    _save(fig, out, "conditions", written)
     series = topk_series(result["rows"])
     if series:
+        # an adapter's line takes the colour of its retrieval condition in the conditions plot (base: rag_only)
+        rag_cond = {}
+        for r in result["rows"]:
+            if r.get("index") and r.get("top_k"):
+                rag_cond.setdefault((r["benchmark"], r.get("adapter") or "base"), r["condition"])
+        styles = ["-", "--", ":", "-."]
         fig, ax = plt.subplots(figsize=(6, 4))
         for (bench, adapter), points in sorted(series.items()):
             ks, ys = zip(*sorted(points))
-            ax.plot(ks, ys, marker="o", label=f"{bench} / {adapter}")
+            cond = rag_cond.get((bench, adapter.split(" / ")[0]))
+            ax.plot(ks, ys, marker="o", linestyle=styles[benches.index(bench) % 4] if bench in benches else "-",
+                    color=colour.get(cond) if cond else None, label=f"{bench} / {adapter}")
         ax.set_xlabel("retrieved documents (top-k; 0 = no retrieval)")
         ax.set_ylabel("pass@1")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        for ext in ("png", "svg"):
-            fig.savefig(out / f"topk.{ext}", dpi=120)
-            written.append(out / f"topk.{ext}")
-        plt.close(fig)
+        _save(fig, out, "topk", written)
+    sig = result.get("significance") or []
+    if sig:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(sig) + 1.2))
+        for i, s in enumerate(sig):
+            y = len(sig) - 1 - i
+            lo, hi = s["diff_ci"]
+            ax.errorbar([s["diff"]], [y], xerr=[[s["diff"] - lo], [hi - s["diff"]]], fmt="o", capsize=3,
+                        color=colour.get(s["a"]), markerfacecolor="white" if s["p_holm"] >= 0.05 else None)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_yticks(range(len(sig)), [f"{s['benchmark']}: {s['a']} - {s['b']}" for s in reversed(sig)], fontsize=8)
+        ax.set_xlabel("difference in pass@1 (paired bootstrap 95% CI; filled: Holm p < 0.05)")
+        _save(fig, out, "forest", written)
+    if losses and losses[1]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k, name in enumerate(dict.fromkeys(r[0] for r in losses[1])):
+            pts = [r for r in losses[1] if r[0] == name]
+            train = [(int(r[1]), float(r[2])) for r in pts if r[2]]
+            evals = [(int(r[1]), float(r[3])) for r in pts if r[3]]
+            c = matplotlib.colormaps["tab10"](k % 10)
+            if train:
+                ax.plot(*zip(*train), color=c, label=f"{name} train")
+            if evals:
+                ax.plot(*zip(*evals), color=c, linestyle="--", marker="o", label=f"{name} eval")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss (target tokens)")
+        ax.legend(fontsize=8)
+        _save(fig, out, "loss", written)
+    if costs and costs[1]:
+        pts = [(r[0], r[1], float(r[2]), float(r[3])) for r in costs[1] if r[2] and r[3]]
+        if pts:
+            markers = "osD^vP*X"
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for bench, cond, score, wall in pts:
+                ax.scatter([wall], [score], color=colour.get(cond.split(":")[-1]),
+                           marker=markers[benches.index(bench) % len(markers)] if bench in benches else "o")
+                ax.annotate(cond, (wall, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xlabel("wall time of the cell (s): generation, retrieval, scoring")
+            ax.set_ylabel("pass@1")
+            _save(fig, out, "cost", written)
     return written
 
 
@@ -485,7 +636,12 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     put("tasks.csv", to_csv(*task_table(ablations)))
     outcomes = outcome_table(ablations)
     put("outcomes.csv", to_csv(*outcomes))
-    figures = plots(result, out)
+    losses, costs, hits = loss_table(ablations), cost_table(ablations), hit_table(ablations)
+    put("loss.csv", to_csv(*losses))
+    put("cost.csv", to_csv(*costs))
+    if hits[1]:
+        put("retrieval_hits.csv", to_csv(*hits))
+    figures = plots(result, out, losses, costs)
     files += figures
     name = title or ", ".join(a["name"] for a in ablations)
     md = [f"# dorag report: {name}", ""]
@@ -508,9 +664,16 @@ def write_report(paths: Sequence[str | Path], out: str | Path, n_boot: int = 10_
     if outcomes[1]:
         md += ["## Outcomes", "", "Samples by outcome (FAIL: a test's assert failed; RUNTIME_ERROR: the code raised), "
                "and the most common errors of the code that did not run through.", "", markdown(*outcomes)]
+    md += ["## Cost", "", "Each cell's score beside its cost: wall time (generation, retrieval and scoring), "
+           "generation time, prompt and generated tokens, and generated tokens per second.", "", markdown(*costs)]
     md += ["## Sandbox", "", *sandbox_lines(result["sandbox"]), ""]
     if result["retrieval"]:
         md += ["## Retrieval", "", markdown(*retr)]
+    if hits[1]:
+        md += ["## Retrieval hit against pass", "", "Tasks whose prompt held at least one relevant document (by the "
+               "benchmark's relevance judgements) against those whose prompt held none, and the pass rate of each: a "
+               "task failed with a hit is the reader's failure, one without a hit may be the retriever's.", "",
+               markdown(*hits)]
     if result["training"]:
         md += ["## Training", "", markdown(*train)]
     if figures:

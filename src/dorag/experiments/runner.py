@@ -219,8 +219,8 @@ def _run_cells(cfg: AblateConfig, p: Plan, cells: list[Unit], progress: Progress
             with bar(f"generate {cell.name}", len(problems), "task") as update:
                 gen = run_generate(gcfg, generator, problems, on_progress=update, contexts=contexts)
             figures = _score(cell, problems, cfg, bar)
-            figures.update(samples_generated=gen.n_generated, generated_tokens=gen.n_tokens, generate_s=round(gen.wall_s, 2),
-                           tokens_per_s=round(gen.tokens_per_s, 2))
+            figures.update(samples_generated=gen.n_generated, generated_tokens=gen.n_tokens, prompt_tokens=gen.n_prompt_tokens,
+                           generate_s=round(gen.wall_s, 2), tokens_per_s=round(gen.tokens_per_s, 2))
             if contexts is not None:
                 figures.update(retrieval_s=round(contexts.seconds, 2), leakage_flagged=contexts.leakage["n_flagged"])
             run.log(**figures)

@@ -49,6 +49,7 @@ class Completion:
     n_tokens: int  # tokens generated, up to and including the stop or EOS
     finish_reason: Literal["stop", "eos", "length", "cancelled"] = "length"
     latency_s: float = 0.0  # wall time from the start of the call (or batch) to this sample's last token
+    prompt_tokens: int = 0  # tokens of the rendered prompt this sample continued (0: not known)
     meta: dict = field(default_factory=dict)
 
 

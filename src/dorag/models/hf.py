@@ -99,6 +99,8 @@ class TransformersGenerator:
                 comps = batch[j * n_seq : (j + 1) * n_seq]
                 if params.greedy and params.n > 1:  # greedy samples are identical; decode once
                     comps = [Completion(c.text, c.n_tokens, c.finish_reason, c.latency_s) for c in comps * params.n]
+                for c in comps:
+                    c.prompt_tokens = len(enc[i])
                 results[i] = comps
             if progress is not None:
                 progress(len(idx))

@@ -102,7 +102,8 @@ class OpenAIGenerator:
                 text = text[len(prompt.response_prefix):]  # some servers echo the prefilled part
             text, stopped = cut_at_stop(text, params.stop)
             finish = "cancelled" if reason == "cancelled" else "stop" if stopped or reason == "stop" else "length"
-            out.append(Completion(text=text, n_tokens=per, finish_reason=finish, latency_s=latency))
+            out.append(Completion(text=text, n_tokens=per, finish_reason=finish, latency_s=latency,
+                                  prompt_tokens=int(usage.get("prompt_tokens", 0))))
         return out
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, temperature: float = 0.0) -> str:
