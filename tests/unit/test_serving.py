@@ -326,3 +326,29 @@ def test_a_client_that_disconnects_cancels_its_generation(tmp_path):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_the_docstring_task_is_rendered_by_the_docstring_prompt(tmp_path):
+    """`task: docstring` answers pasted code through `docstring_prompt`, the prompt the docstring adapter was
+    trained on and `dorag docstring` uses; a plain chat request is left as the user wrote it."""
+    from fastapi.testclient import TestClient
+
+    from dorag.data.prompts import docstring_prompt
+    from dorag.serving.app import create_app
+
+    runner = FakeRunner()
+    cfg = from_dict(ServeConfig, {"feedback_db": str(tmp_path / "fb.sqlite")})
+    code = "def area(w, h):\n    return w * h"
+    with TestClient(create_app(cfg, runner=runner)) as client:
+        for style in (None, "google"):
+            body = {"model": "doc", "messages": [{"role": "user", "content": code}], "task": "docstring",
+                    **({"docstring_style": style} if style else {})}
+            r = client.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+            expected = docstring_prompt(code + "\n", style).messages[-1][1]
+            assert r.json()["choices"][0]["message"]["content"] == f"doc:{expected}"
+        r = client.post("/v1/chat/completions", json={"model": "doc", "messages": [{"role": "user", "content": code}]})
+        assert r.json()["choices"][0]["message"]["content"] == f"doc:{code}"
+        r = client.post("/v1/chat/completions", json={"model": "doc", "task": "poem",
+                                                      "messages": [{"role": "user", "content": code}]})
+        assert r.status_code == 400 and "task" in r.text

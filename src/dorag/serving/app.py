@@ -297,6 +297,11 @@ def create_app(cfg: ServeConfig, runner: Runner | None = None,
         users = [c for role, c in messages if role == "user"]
         if not users or not users[-1].strip():
             raise APIError(400, "messages: the prompt is empty (no user message with content)", param="messages")
+        if req.task == "docstring":  # the docstring task's own prompt, as in training and `dorag docstring`
+            from dorag.data.prompts import docstring_prompt
+
+            code = users[-1] if users[-1].endswith("\n") else users[-1] + "\n"
+            messages = docstring_prompt(code, req.docstring_style).messages
         params = _params(cfg, req, req.max_completion_tokens or req.max_tokens)
         target, docs = await prepare(request, req, users[-1])
         job = Job(target.adapter, "chat", params, messages=messages, docs=docs, budget_tokens=cfg.rag_budget_tokens)

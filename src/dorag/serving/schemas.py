@@ -84,6 +84,10 @@ class ChatRequest(_Common):
     messages: list[ChatMessage]
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: Any = None
+    # dorag's extension: `docstring` answers the last user message (Python code) with its docstring, through the
+    # docstring task's own prompt (the one its adapter was trained on and `dorag docstring` uses)
+    task: Literal["chat", "docstring"] = "chat"
+    docstring_style: Literal["plain", "google", "numpy"] | None = None
 
 
 class CompletionRequest(_Common):
