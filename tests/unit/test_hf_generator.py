@@ -118,3 +118,42 @@ def test_sampled_tokens_follow_the_nucleus_distribution(tiny_generator):
         ref = want if top_p < 1 else torch.softmax(logits[0], -1)
         assert (freq[ref == 0] == 0).all()  # never outside the nucleus
         torch.testing.assert_close(freq, ref, atol=0.015, rtol=0)
+
+
+def test_the_preallocated_cache_gives_the_dynamic_caches_outputs_without_growing(tiny_generator, monkeypatch):
+    """Rows leave the batch at different steps (a stop sequence), greedy and sampled: the in-place cache decodes
+    exactly what transformers' concatenating DynamicCache does, and allocates each layer's buffers once."""
+    from dorag.models import kv_cache
+
+    free = tiny_generator.generate_text(PROMPTS, GenerationParams(max_new_tokens=30, batch_size=4))
+    stop = free[1][0].text[5:8] or "e"
+    cases = [GenerationParams(max_new_tokens=30, batch_size=4, stop=(stop,)),
+             GenerationParams(max_new_tokens=20, batch_size=3, n=2, temperature=0.8, top_p=0.9, seed=3)]
+    allocations = []
+    real_update = kv_cache.PreallocatedLayer.update
+
+    def counting(self, k, v, *a, **kw):
+        before = self._k
+        out = real_update(self, k, v, *a, **kw)
+        if self._k is not before:
+            allocations.append(self._k.shape[-2])
+        return out
+
+    monkeypatch.setattr(kv_cache.PreallocatedLayer, "update", counting)
+    assert tiny_generator.kv_cache == "preallocated"  # the default
+    for params in cases:
+        allocations.clear()
+        fast = tiny_generator.generate_text(PROMPTS, params)
+        n_layers = tiny_generator.model.config.num_hidden_layers
+        n_batches = -(-len(PROMPTS) // params.batch_size)
+        assert len(allocations) == n_layers * n_batches  # one buffer per layer and batch: never regrown
+        tiny_generator.kv_cache = "dynamic"
+        try:
+            slow = tiny_generator.generate_text(PROMPTS, params)
+        finally:
+            tiny_generator.kv_cache = "preallocated"
+        assert [[(c.text, c.n_tokens, c.finish_reason) for c in row] for row in fast] == \
+               [[(c.text, c.n_tokens, c.finish_reason) for c in row] for row in slow]
+        if params.stop:  # rows left the batch early, so batch_select_indices ran on the buffers
+            reasons = [c.finish_reason for row in fast for c in row]
+            assert "stop" in reasons and len(set(reasons)) > 1  # some rows stopped, others ran on

@@ -37,8 +37,11 @@ class TransformersGenerator:
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str = "model", adapters: Any | None = None,
-                 adapter: str | None = None) -> None:
+                 adapter: str | None = None, kv_cache: str = "preallocated") -> None:
         self.model = model
+        # preallocated: each token written into a reserved slot (dorag.models.kv_cache); dynamic: transformers'
+        # DynamicCache, grown by concatenation (the same values, slower)
+        self.kv_cache = kv_cache
         self.tokenizer = tokenizer
         self.name = name
         self.adapters = adapters  # an AdapterSet sharing `model` as its base, or None
@@ -137,7 +140,12 @@ class TransformersGenerator:
         if not params.greedy:
             rng = torch.Generator(device=dev)
             rng.manual_seed(seed)
-        cache = transformers.DynamicCache(config=model.config)
+        if self.kv_cache == "preallocated":
+            from dorag.models.kv_cache import preallocated_cache
+
+            cache = preallocated_cache(model.config, reserve=params.max_new_tokens)
+        else:
+            cache = transformers.DynamicCache(config=model.config)
         t_start = time.perf_counter()
         done_at: list[float] = [0.0] * len(rows)  # per-row latency: batch start to the row's last token
         generated: list[list[int]] = [[] for _ in rows]
