@@ -157,6 +157,26 @@ def test_prepare_doc_grounded_and_mixture_write_problem_form_examples(tmp_path):
     assert kinds["no-docs"] == 4 and kinds["oracle"] == 4 and kinds["distractors"] == 0 and len(rows) == 8
     assert mixed.dropped["no-docs:contaminated:humaneval"] == 1  # the planted HumanEval solution
     assert "leak" not in {r["id"] for r in rows}
+    assert "short" not in json.loads((tmp_path / "m.report.json").read_text())["mixture"]
+    # a pool too small for its share is said, with the counts and the fix, not padded
+    said: list[str] = []
+    prepare(from_dict(PrepareConfig, {"task": "mixture", "sources": [str(lib)], "out": str(tmp_path / "s.jsonl"),
+                                      "no_docs_sources": [str(plain)], "mix": {"no-docs": 0.9, "oracle": 0.1},
+                                      "eval_fraction": 0.0, "limit": 60,
+                                      "grounded": {"min_words": 3, "heldout_modules": 0.0}}), progress=said.append)
+    short = json.loads((tmp_path / "s.report.json").read_text())["mixture"]["short"]
+    assert short["no-docs"] == [40, 54]  # (the tiny library has only 4 oracle examples as well)
+    assert any(m.startswith("warning: the mixture has 40 no-docs examples of the 54") and "dorag data selfgen" in m
+               for m in said)
+
+
+def test_mixture_shortfall():
+    from dorag.experiments.grounded_data import mixture_shortfall
+
+    shares = {"no-docs": 0.4, "oracle": 0.48, "distractors": 0.12}
+    assert mixture_shortfall({"no-docs": 57, "oracle": 288, "distractors": 72}, shares, 600) == {"no-docs": (57, 240)}
+    assert mixture_shortfall({"no-docs": 230, "oracle": 288, "distractors": 72}, shares, 600) == {}  # within 5%
+    assert mixture_shortfall({"no-docs": 1}, shares, None) == {}
 
 
 def test_mixture_needs_problem_form_and_known_shares(tmp_path):

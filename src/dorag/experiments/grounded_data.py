@@ -153,8 +153,32 @@ def grounded_and_mixture(cfg: Any, progress: Callable[[str], None] = lambda m: N
     extra["mixture"] = {"train": kinds, "eval": {k: sum(1 for ex in held if kind_of(ex) == k)
                                                   for k in ("no-docs", "oracle", "distractors")},
                         "renamed": sum(1 for ex in train if (ex.get("meta") or {}).get("renamed"))}
+    if cfg.task == "mixture":
+        short = mixture_shortfall(kinds, cfg.mix, cfg.limit)
+        if short:
+            extra["mixture"]["short"] = short
+            for k, (have, want) in short.items():
+                fix = (" (grow the self-generated pool: dorag data selfgen -c configs/selfgen-stdlib.yaml, see "
+                       "docs/training-data.md)" if k == "no-docs" else "")
+                progress(f"warning: the mixture has {have} {k} examples of the {want} its share of {cfg.limit} asks; "
+                         f"it is {have / max(1, len(train)):.0%} {k}, not {cfg.mix.get(k, 0) / sum(cfg.mix.values()):.0%}"
+                         + fix)
     progress(f"{cfg.task}: {len(train)} train ({kinds}), {len(held)} held out")
     return train, held, dropped, extra
+
+
+def mixture_shortfall(kinds: dict[str, int], shares: dict[str, float], limit: int | None,
+                      tolerance: float = 0.05) -> dict[str, tuple[int, int]]:
+    """kind -> (examples taken, examples its share of `limit` asks) for each kind more than `tolerance` short."""
+    if not limit:
+        return {}
+    total = sum(shares.values())
+    out = {}
+    for k, share in shares.items():
+        want = round(share / total * limit)
+        if want and kinds.get(k, 0) < (1 - tolerance) * want:
+            out[k] = (kinds.get(k, 0), want)
+    return out
 
 
 def kind_of(ex: dict[str, Any]) -> str:
