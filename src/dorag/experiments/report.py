@@ -465,7 +465,7 @@ def plots(result: dict[str, Any], out: Path, losses: tuple[list[str], list[list[
         _save(fig, out, "topk", written)
     sig = result.get("significance") or []
     if sig:
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(sig) + 1.2))
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(sig) + 1.4))
         for i, s in enumerate(sig):
             y = len(sig) - 1 - i
             lo, hi = s["diff_ci"]
@@ -473,7 +473,7 @@ def plots(result: dict[str, Any], out: Path, losses: tuple[list[str], list[list[
                         color=colour.get(s["a"]), markerfacecolor="white" if s["p_holm"] >= 0.05 else None)
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_yticks(range(len(sig)), [f"{s['benchmark']}: {s['a']} - {s['b']}" for s in reversed(sig)], fontsize=8)
-        ax.set_xlabel("difference in pass@1 (paired bootstrap 95% CI; filled: Holm p < 0.05)")
+        ax.set_xlabel("pass@1 difference, paired bootstrap 95% CI (filled: Holm p < 0.05)", fontsize=9)
         _save(fig, out, "forest", written)
     if losses and losses[1]:
         fig, ax = plt.subplots(figsize=(6, 4))
