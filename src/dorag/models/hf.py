@@ -10,6 +10,7 @@ from typing import Any
 from dorag.core.errors import ModelError
 from dorag.core.require import require
 from dorag.models.generator import Completion, GenerationParams, ProgressFn, Prompt, cut_at_stop
+from dorag.models.positions import keep_last
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class TransformersGenerator:
         live = list(range(len(rows)))  # original row index of each batch row
         with torch.inference_mode():
             out = model(input_ids=input_ids, attention_mask=attention, position_ids=position,
-                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+                        past_key_values=cache, use_cache=True, logits_to_keep=keep_last(width, 1, dev))
             pos = position[:, -1]  # (B,)
             for _ in range(params.max_new_tokens):
                 logits = out.logits[:, -1, :].float()  # (b, V)

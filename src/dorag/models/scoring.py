@@ -23,6 +23,7 @@ from typing import Any, Literal
 from dorag.core.errors import ConfigError, ModelError
 from dorag.core.require import require
 from dorag.models import http
+from dorag.models.positions import keep_last
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class TransformersScorer:
         position = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, W): left padding must not shift positions
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=attention, position_ids=position,
-                                logits_to_keep=keep).logits[:, :-1].float()  # (B, k-1, V)
+                                logits_to_keep=keep_last(width, keep, dev)).logits[:, :-1].float()  # (B, k-1, V)
             targets = ids[:, width - keep + 1 :]  # (B, k-1): the token each kept position predicts
             token_lp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, k-1)
             n_target = torch.tensor([len(t) for _, t in rows], device=dev)  # (B,)

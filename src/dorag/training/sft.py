@@ -22,6 +22,7 @@ from dorag.core.errors import ConfigError, DataError, ModelError
 from dorag.core.io import write_json
 from dorag.core.require import require
 from dorag.core.runs import RunDir
+from dorag.models.positions import keep_last
 from dorag.training.config import AdapterConfig, TrainConfig
 from dorag.training.encoding import PadCollator, encode_all
 
@@ -165,7 +166,8 @@ def target_logits_trainer() -> type:
                     width = labels.shape[1]
                     first = int(has.float().argmax(dim=1)[rows].min())  # earliest target token in the batch
                     keep = width - first + 1
-                    inputs = {**inputs, "labels": labels[:, width - keep:], "logits_to_keep": keep}
+                    inputs = {**inputs, "labels": labels[:, width - keep:],
+                              "logits_to_keep": keep_last(width, keep, labels.device)}
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
