@@ -157,3 +157,27 @@ def test_the_preallocated_cache_gives_the_dynamic_caches_outputs_without_growing
         if params.stop:  # rows left the batch early, so batch_select_indices ran on the buffers
             reasons = [c.finish_reason for row in fast for c in row]
             assert "stop" in reasons and len(set(reasons)) > 1  # some rows stopped, others ran on
+
+
+def test_prefill_projects_its_last_position_from_a_contiguous_gather(tiny_generator, monkeypatch):
+    """The prefill asks for its last position by index (dorag.models.positions): transformers then gathers it into
+    a contiguous tensor, where an integer would hand lm_head a strided slice (a pathological bf16 CPU path).
+    The logits are the same either way."""
+    seen = []
+    model = tiny_generator.model
+    real = type(model).forward
+
+    def spy(self, *args, **kwargs):
+        if "logits_to_keep" in kwargs:
+            seen.append(kwargs["logits_to_keep"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    tiny_generator.generate_text(PROMPTS[:2], GenerationParams(max_new_tokens=3))
+    assert len(seen) == 1 and isinstance(seen[0], torch.Tensor) and seen[0].ndim == 1
+    enc = tiny_generator.tokenizer(PROMPTS[:2], return_tensors="pt", padding=True)
+    width = enc["input_ids"].shape[1]
+    with torch.inference_mode():
+        by_int = model(**enc, logits_to_keep=1).logits
+        by_index = model(**enc, logits_to_keep=seen[0].new_tensor([width - 1])).logits
+    assert by_index.is_contiguous() and torch.equal(by_int, by_index)
