@@ -423,7 +423,10 @@ def plots(result: dict[str, Any], out: Path, losses: tuple[list[str], list[list[
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    rows = [r for r in result["rows"] if "pass@1" in r and r.get("n_tasks") is not None]
+    names = {r["benchmark"] for r in result["rows"]}
+    # the per-level rows (unseen-api/single ...) are in the tables; the plots show each benchmark once
+    level = lambda b: "/" in b and b.rsplit("/", 1)[0] in names  # noqa: E731
+    rows = [r for r in result["rows"] if "pass@1" in r and r.get("n_tasks") is not None and not level(r["benchmark"])]
     benches = list(dict.fromkeys(r["benchmark"] for r in rows))
     conds = list(dict.fromkeys(r["condition"] for r in result["rows"]))
     colour = condition_colours(conds)
@@ -445,7 +448,7 @@ def plots(result: dict[str, Any], out: Path, losses: tuple[list[str], list[list[
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, ncol=3)
     _save(fig, out, "conditions", written)
-    series = topk_series(result["rows"])
+    series = {key: pts for key, pts in topk_series(result["rows"]).items() if not level(key[0])}
     if series:
         # an adapter's line takes the colour of its retrieval condition in the conditions plot (base: rag_only)
         rag_cond = {}
