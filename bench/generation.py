@@ -11,7 +11,7 @@ time) and how many outputs are identical to the anchor's.
     python bench/generation.py                                  # bf16 + fp32, plain + RAG, 32 prompts, 384 tokens
     python bench/generation.py --dtypes bfloat16 --kinds plain --n-prompts 8 --max-new-tokens 64
     python bench/generation.py --methods dorag,generate_batched --json bench/out/generation.json
-    python bench/generation.py --methods dorag,dorag_dynamic --dtypes bfloat16 --kinds plain,rag   # the KV cache's gain
+    python bench/generation.py --methods dorag,dorag_prealloc --dtypes bfloat16 --kinds plain,rag   # the in-place KV cache
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dorag.models.generator import GenerationParams, cut_at_stop
 from dorag.models.hf import TransformersGenerator
 from dorag.models.loading import ModelConfig, load_transformers
 
-METHODS = ("dorag", "dorag_dynamic", "generate_batched", "generate_sequential")  # dorag_dynamic: transformers' DynamicCache
+METHODS = ("dorag", "dorag_prealloc", "generate_batched", "generate_sequential")  # dorag_prealloc: the in-place KV cache
 
 
 def _finish(tok: Any, gen: list[int], eos: list[int], stop: tuple[str, ...]) -> tuple[str, int]:
@@ -135,7 +135,7 @@ def main() -> int:
             prompts["rag"] = rag_texts(gen, problems, args.rag_tokens)
         runs: dict[str, Callable[[list[str]], tuple[list[str], int, int]]] = {
             "dorag": lambda texts: _dorag(gen, texts, params),
-            "dorag_dynamic": lambda texts: _dorag(gen, texts, params, kv_cache="dynamic"),
+            "dorag_prealloc": lambda texts: _dorag(gen, texts, params, kv_cache="preallocated"),
             "generate_batched": lambda texts: generate_batched(model, tok, texts, params, eos),
             "generate_sequential": lambda texts: generate_sequential(model, tok, texts, params, eos),
         }
@@ -174,13 +174,13 @@ def main() -> int:
 
 
 def _dorag(gen: TransformersGenerator, texts: list[str], params: GenerationParams,
-           kv_cache: str = "preallocated") -> tuple[list[str], int, int]:
-    """dorag's decoder; kv_cache="dynamic" is the same decoder on transformers' concatenating cache."""
+           kv_cache: str = "dynamic") -> tuple[list[str], int, int]:
+    """dorag's decoder; kv_cache="preallocated" is the same decoder on the in-place cache."""
     gen.kv_cache = kv_cache
     try:
         out = gen.generate_text(texts, params)
     finally:
-        gen.kv_cache = "preallocated"
+        gen.kv_cache = "dynamic"
     n_prompt = sum(len(gen.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     return [c[0].text for c in out], sum(c[0].n_tokens for c in out), n_prompt
 

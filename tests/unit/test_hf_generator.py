@@ -140,18 +140,15 @@ def test_the_preallocated_cache_gives_the_dynamic_caches_outputs_without_growing
         return out
 
     monkeypatch.setattr(kv_cache.PreallocatedLayer, "update", counting)
-    assert tiny_generator.kv_cache == "preallocated"  # the default
     for params in cases:
+        tiny_generator.kv_cache = "preallocated"
         allocations.clear()
         fast = tiny_generator.generate_text(PROMPTS, params)
         n_layers = tiny_generator.model.config.num_hidden_layers
         n_batches = -(-len(PROMPTS) // params.batch_size)
         assert len(allocations) == n_layers * n_batches  # one buffer per layer and batch: never regrown
-        tiny_generator.kv_cache = "dynamic"
-        try:
-            slow = tiny_generator.generate_text(PROMPTS, params)
-        finally:
-            tiny_generator.kv_cache = "preallocated"
+        tiny_generator.kv_cache = "dynamic"  # the default
+        slow = tiny_generator.generate_text(PROMPTS, params)
         assert [[(c.text, c.n_tokens, c.finish_reason) for c in row] for row in fast] == \
                [[(c.text, c.n_tokens, c.finish_reason) for c in row] for row in slow]
         if params.stop:  # rows left the batch early, so batch_select_indices ran on the buffers

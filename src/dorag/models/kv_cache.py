@@ -5,6 +5,11 @@ cache at every step: for 16 rows of 600 tokens on the 0.5B model that is about 1
 step on 2 CPU cores (profiled, issue 21). ``PreallocatedCache`` reserves room for the prompt and every new
 token at the first write, then writes each token into its slot and hands attention a view of the filled
 part. The values attention sees are the same tensors, so greedy outputs do not change.
+
+Measured (bench/generation.py, 32 HumanEval prompts x 384 tokens, bf16, batch 16, AMD EPYC): 99.2 tok/s against
+101.8 for DynamicCache, outputs identical 32/32. The profile that suggested it was taken on a shared CPU; the
+concatenation is not what limits decoding here, so it is an option (``TransformersGenerator(kv_cache=...)``),
+not the default.
 """
 
 from __future__ import annotations
