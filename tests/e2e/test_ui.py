@@ -29,18 +29,7 @@ def browser():
 
 
 def test_generate_with_adapter_and_rag_then_rate(server, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(server.url + "/")
-    # the server has a key: the page asks for it (its first /v1 call got a 401)
-    page.wait_for_selector("#api-key", state="visible")
-    page.fill("#api-key", API_KEY)
-    page.click("#save-key")
-    page.wait_for_selector("#model option[value=docstring]", state="attached")
-    assert errors and all("401" in e for e in errors)  # the two calls made before the key was given
-    errors.clear()
+    page, errors = _login(browser, server, {"width": 1280, "height": 900})
     assert page.locator("#model option").all_inner_texts() == ["base (base model)", "code (lora adapter)",
                                                               "docstring (dora adapter)"]
     page.select_option("#model", "code")
@@ -83,15 +72,20 @@ def test_generate_with_adapter_and_rag_then_rate(server, browser):
     assert row["verified"] == 1  # the streamed text the page rated is the answer the server recorded
 
 
-def _login(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _login(browser, server, viewport=None):
+    """A page on the server, past its API-key prompt; returns it with the list its errors go to."""
+    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server.url + "/")
+    # the server has a key: the page asks for it (its first /v1 call got a 401)
     page.wait_for_selector("#api-key", state="visible")
     page.fill("#api-key", API_KEY)
     page.click("#save-key")
     page.wait_for_selector("#model option[value=docstring]", state="attached")
+    assert errors and all("401" in e for e in errors)  # the two calls made before the key was given
+    errors.clear()
     return page, errors
 
 
