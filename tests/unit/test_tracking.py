@@ -68,24 +68,31 @@ def wandb_records(path):
 def test_wandb_offline_run_is_read_back_with_its_params_and_metrics(tmp_path, monkeypatch):
     import json
 
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     tracker = open_tracker(TrackingConfig(backend="wandb", experiment="dorag-test"), "r1", tmp_path)
     tracker.log_params({"rag.top_k": 4, "model.name": "tiny"})
     tracker.log_metrics({"humaneval/dora_rag/pass@1": 0.25}, step=1)
     tracker.log_metrics({"humaneval/dora_rag/pass@1": 0.5}, step=2)
     tracker.finish()
+    # wandb-core buffers the run file in 32 KiB blocks and may still hold them when finish() returns (on a
+    # loaded CI machine the file once held only its 7-byte header); shutting the service down flushes it,
+    # as the end of a dorag process does
+    wandb.teardown()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     config, history, project = {}, [], None
+    kinds = []
     for r in wandb_records(next(runs[0].glob("run-*.wandb"))):
         kind = r.WhichOneof("record_type")
+        kinds.append(kind)
         if kind == "run":
             project, name = r.run.project, r.run.display_name
         elif kind == "config":
             config.update({u.key: json.loads(u.value_json) for u in r.config.update})
         elif kind == "history":
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+    assert kinds[-1:] == ["exit"], f"the run file ends before its exit record: {kinds}"
     assert project == "dorag-test" and name == "r1"
     assert config == {"rag.top_k": 4, "model.name": "tiny"}
     assert [(h["_step"], h["humaneval/dora_rag/pass@1"]) for h in history] == [(1, 0.25), (2, 0.5)]
